@@ -1,0 +1,266 @@
+import { timingSafeEqual } from "node:crypto";
+import { RevocationReason } from "../gen/sessionauthority/v1/authority_pb.js";
+import type { Clock } from "../shared/clock.js";
+import { AuthorityError } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import { isSessionId, newSessionId } from "../store/session-id.js";
+import type { SessionStore, StoredSession } from "../store/session-store.js";
+import { verifyAccessToken, type AccessTokenClaims, type InvalidReason } from "../verifier/verify-access-token.js";
+import type { AccessTokenIssuer } from "./access-token-issuer.js";
+import {
+  formatRefreshToken, hashRefreshSecret, newRefreshSecret, openWithSecret, parseRefreshToken, sealForSecret,
+} from "./refresh-token.js";
+import type { SecurityEvents } from "./security-events.js";
+import type { SigningKeyRing } from "./signing-keys.js";
+
+export interface SessionPolicy {
+  issuer: string;
+  audience: string;
+  defaultClientId: string;
+  accessTokenTtlMs: number;
+  refreshGraceMs: number;
+  sessionIdleTimeoutMs: number;
+  sessionTouchIntervalMs: number;
+  sessionAbsoluteLifetimeMs: number;
+  clockSkewMs: number;
+  maxTokenBytes: number;
+}
+
+export interface SessionServiceOptions {
+  store: SessionStore;
+  keys: SigningKeyRing;
+  issuer: AccessTokenIssuer;
+  policy: SessionPolicy;
+  clock: Clock;
+  logger: Logger;
+  events: SecurityEvents;
+}
+
+export interface NewSession {
+  userId: string;
+  username: string;
+  roles: string[];
+  permissions: string[];
+  clientId: string;
+  deviceId: string;
+  deviceName: string;
+  userAgent: string;
+  ip: string;
+}
+
+/** A token pair as handed to a client. Times in ms since the epoch. */
+export interface IssuedPair {
+  sid: string;
+  accessToken: string;
+  accessTokenExpiresAt: number;
+  refreshToken: string;
+  refreshTokenExpiresAt: number;
+  sessionExpiresAt: number;
+}
+
+export type Validation =
+  | { valid: true; claims: AccessTokenClaims }
+  | { valid: false; reason: InvalidReason; message: string; revocationReason?: RevocationReason };
+
+export type RevokeTarget = { kind: "token"; accessToken: string } | { kind: "session"; sid: string } | { kind: "user"; userId: string };
+
+export type LogoutScope = "current" | "all" | "others" | "session";
+
+/** Older refresh hashes kept per session: presenting any of them is reuse. */
+const REFRESH_HISTORY = 4;
+
+/**
+ * The session lifecycle: issue, rotate, validate, revoke, list. Transport-free:
+ * the RPC handlers translate to and from the wire.
+ */
+export class SessionService {
+  constructor(private readonly o: SessionServiceOptions) {}
+
+  async createSession(input: NewSession): Promise<IssuedPair> {
+    const { store, policy, clock } = this.o;
+    const now = clock.now();
+    const secret = newRefreshSecret();
+    const session: StoredSession = {
+      ...input,
+      clientId: input.clientId || policy.defaultClientId,
+      sid: newSessionId(input.userId),
+      createdAt: now,
+      lastActivityAt: now,
+      idleExpiresAt: Math.min(now + policy.sessionIdleTimeoutMs, now + policy.sessionAbsoluteLifetimeMs),
+      absoluteExpiresAt: now + policy.sessionAbsoluteLifetimeMs,
+    };
+    const notBefore = await store.createSession(session, hashRefreshSecret(secret), now);
+    const access = await this.o.issuer.issue(session, now, notBefore);
+    this.o.logger.info({ sid: session.sid, userId: session.userId, clientId: session.clientId }, "session created");
+    return pairOf(session, access, formatRefreshToken(session.sid, secret), session.idleExpiresAt);
+  }
+
+  async refresh(refreshToken: string): Promise<IssuedPair> {
+    const { store, policy, clock } = this.o;
+    const parsed = parseRefreshToken(refreshToken);
+    if (!parsed) throw new AuthorityError("refresh_token_invalid", "refresh token is malformed");
+    const presented = hashRefreshSecret(parsed.secret);
+
+    // Two passes at most: a lost compare-and-set race is retried once, and then the
+    // presented token is the fresh predecessor and takes the grace path.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const now = clock.now();
+      const snapshot = await store.getSession(parsed.sid, now);
+      if (!snapshot) throw new AuthorityError("session_ended", "the session has ended; sign in again");
+      const { session, refresh } = snapshot;
+
+      if (timingSafeEqual(refresh.current, presented)) {
+        const nextSecret = newRefreshSecret();
+        const access = await this.o.issuer.issue(session, now, snapshot.userNotBefore);
+        const idleExpiresAt = Math.min(now + policy.sessionIdleTimeoutMs, session.absoluteExpiresAt);
+        const pair = pairOf(session, access, formatRefreshToken(session.sid, nextSecret), idleExpiresAt);
+        const result = await store.rotateRefresh({
+          sid: session.sid,
+          userId: session.userId,
+          expected: presented,
+          next: hashRefreshSecret(nextSecret),
+          sealedSuccessor: sealForSecret(parsed.secret, pair),
+          now,
+          graceMs: policy.refreshGraceMs,
+          idleTimeoutMs: policy.sessionIdleTimeoutMs,
+          historySize: REFRESH_HISTORY,
+        });
+        if (result.outcome === "rotated") return pair;
+        if (result.outcome === "gone") throw new AuthorityError("session_ended", "the session has ended; sign in again");
+        continue;
+      }
+
+      const position = refresh.history.findIndex((h) => timingSafeEqual(h, presented));
+      if (position < 0) throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
+      if (position === 0 && now - refresh.rotatedAt <= policy.refreshGraceMs && refresh.sealedSuccessor) {
+        const same = openWithSecret<IssuedPair>(parsed.secret, refresh.sealedSuccessor);
+        if (same) return same;
+      }
+      const outcome = await store.revokeOnReuse({
+        sid: session.sid,
+        userId: session.userId,
+        presented,
+        now,
+        graceMs: policy.refreshGraceMs,
+        coverUntil: this.coverUntil(now),
+        reason: RevocationReason.REFRESH_TOKEN_REUSE,
+      });
+      if (outcome === "grace") continue;
+      if (outcome === "unknown") throw new AuthorityError("session_ended", "the session has ended; sign in again");
+      this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
+      throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
+    }
+    throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
+  }
+
+  /** Signature and claims only, no store: what a local verifier can know. */
+  async verify(token: string): Promise<Validation> {
+    const { keys, policy, clock } = this.o;
+    const options = {
+      key: (kid: string) => keys.verificationKey(kid),
+      issuer: policy.issuer,
+      audience: policy.audience,
+      clockSkewMs: policy.clockSkewMs,
+      maxTokenBytes: policy.maxTokenBytes,
+      now: clock.now(),
+    };
+    let result = verifyAccessToken(token, options);
+    if (!result.ok && result.reason === "unknown_key") {
+      // Another replica may have rotated: reread the shared key set (rate-limited).
+      await keys.reloadForUnknownKid();
+      result = verifyAccessToken(token, { ...options, now: clock.now() });
+    }
+    if (!result.ok) return { valid: false, reason: result.reason, message: result.message };
+    if (!isSessionId(result.claims.sid)) return { valid: false, reason: "malformed", message: "claim sid is not a session id" };
+    return { valid: true, claims: result.claims };
+  }
+
+  /** Authoritative: signature, claims and the revocation state in the store. */
+  async validate(token: string): Promise<Validation> {
+    const verified = await this.verify(token);
+    if (!verified.valid) return verified;
+    const { claims } = verified;
+    const { policy, clock } = this.o;
+    const check = await this.o.store.checkToken({
+      userId: claims.sub,
+      sid: claims.sid,
+      jti: claims.jti,
+      issuedAt: claims.iat,
+      now: clock.now(),
+      touchIntervalMs: policy.sessionTouchIntervalMs,
+      idleTimeoutMs: policy.sessionIdleTimeoutMs,
+    });
+    if (check.revoked) return { valid: false, reason: "revoked", message: "token has been revoked", revocationReason: check.reason };
+    return verified;
+  }
+
+  async revoke(target: RevokeTarget, reason: RevocationReason): Promise<number> {
+    const { store, clock, logger } = this.o;
+    const now = clock.now();
+    switch (target.kind) {
+      case "token": {
+        const verified = await this.verify(target.accessToken);
+        if (!verified.valid) {
+          if (verified.reason === "expired") return 0;
+          throw new AuthorityError("invalid_argument", `access_token cannot be revoked: ${verified.message}`);
+        }
+        const { claims } = verified;
+        await store.revokeToken({ userId: claims.sub, sid: claims.sid, jti: claims.jti, reason, now, coverUntil: claims.exp * 1000 + this.o.policy.clockSkewMs });
+        logger.info({ jti: claims.jti, sid: claims.sid, reason }, "access token revoked");
+        return 0;
+      }
+      case "session": {
+        const snapshot = await store.getSession(target.sid, now);
+        const userId = snapshot?.session.userId ?? "";
+        const result = await store.endSessions({
+          userId, target: { kind: "one", sid: target.sid }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
+        });
+        logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
+        return result.ended.length;
+      }
+      case "user": {
+        const result = await store.endSessions({
+          userId: target.userId, target: { kind: "all" }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
+        });
+        logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
+        return result.ended.length;
+      }
+    }
+  }
+
+  async logout(caller: AccessTokenClaims, scope: LogoutScope, sid?: string): Promise<number> {
+    const { store, clock, logger } = this.o;
+    const now = clock.now();
+    const reason = RevocationReason.USER_REQUEST;
+    const common = { userId: caller.sub, reason, now, coverUntil: this.coverUntil(now) };
+    const target =
+      scope === "all" ? ({ kind: "all" } as const)
+      : scope === "others" ? ({ kind: "allExcept", sid: caller.sid } as const)
+      : ({ kind: "one", sid: scope === "session" ? sid! : caller.sid } as const);
+    const result = await store.endSessions({ ...common, target, requireOwnership: scope === "session" });
+    if (!result.found) throw new AuthorityError("not_found", "no such session of yours");
+    logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
+    return result.ended.length;
+  }
+
+  async listSessions(userId: string): Promise<StoredSession[]> {
+    return this.o.store.listSessions(userId, this.o.clock.now());
+  }
+
+  /** Revocation entries must outlive every access token they cover. */
+  private coverUntil(now: number): number {
+    return now + this.o.policy.accessTokenTtlMs + this.o.policy.clockSkewMs + 1000;
+  }
+}
+
+function pairOf(session: StoredSession, access: { token: string; expiresAt: number }, refreshToken: string, refreshExpiresAt: number): IssuedPair {
+  return {
+    sid: session.sid,
+    accessToken: access.token,
+    accessTokenExpiresAt: access.expiresAt,
+    refreshToken,
+    refreshTokenExpiresAt: refreshExpiresAt,
+    sessionExpiresAt: session.absoluteExpiresAt,
+  };
+}
+

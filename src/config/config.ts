@@ -1,0 +1,203 @@
+import { readFileSync } from "node:fs";
+import { parseDuration } from "../shared/duration.js";
+
+export type SigningAlgorithm = "ES256" | "EdDSA" | "RS256";
+export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ["ES256", "EdDSA", "RS256"];
+
+/** Scopes a service API key can hold. */
+export type Scope = "sessions:create" | "sessions:revoke" | "sessions:read";
+export const SCOPES: readonly Scope[] = ["sessions:create", "sessions:revoke", "sessions:read"];
+
+export interface ApiKeyConfig {
+  /** A name for logs and audit ("login-service"). */
+  name: string;
+  /** SHA-256 of the key, hex. The key itself is never configured. */
+  sha256: string;
+  scopes: Scope[];
+}
+
+export interface Config {
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  /** Empty: the embedded in-memory store. */
+  redisUrl: string;
+  redisKeyPrefix: string;
+  redisCommandTimeoutMs: number;
+  natsUrl: string;
+  issuer: string;
+  audience: string;
+  defaultClientId: string;
+  signingAlgorithm: SigningAlgorithm;
+  /** 32 bytes that encrypt private signing keys at rest. */
+  keyEncryptionKey: Buffer | undefined;
+  accessTokenTtlMs: number;
+  refreshGraceMs: number;
+  sessionIdleTimeoutMs: number;
+  sessionTouchIntervalMs: number;
+  sessionAbsoluteLifetimeMs: number;
+  clockSkewMs: number;
+  maxTokenBytes: number;
+  keyRefreshIntervalMs: number;
+  keyPublishDelayMs: number;
+  apiKeys: ApiKeyConfig[];
+  logLevel: string;
+}
+
+/** Every default in one place. Durations in the environment use 500ms / 10s / 15m / 12h / 30d. */
+export const DEFAULTS = {
+  SA_HOST: "127.0.0.1",
+  SA_GRPC_PORT: "50051",
+  SA_HTTP_PORT: "8080",
+  REDIS_URL: "",
+  SA_REDIS_KEY_PREFIX: "sa",
+  SA_REDIS_COMMAND_TIMEOUT: "2s",
+  NATS_URL: "",
+  SA_ISSUER: "https://session-authority.local",
+  SA_AUDIENCE: "api",
+  SA_DEFAULT_CLIENT_ID: "default",
+  SA_SIGNING_ALGORITHM: "ES256",
+  SA_KEY_ENCRYPTION_KEY: "",
+  SA_ACCESS_TOKEN_TTL: "15m",
+  SA_REFRESH_GRACE: "10s",
+  SA_SESSION_IDLE_TIMEOUT: "30m",
+  SA_SESSION_TOUCH_INTERVAL: "5m",
+  SA_SESSION_ABSOLUTE_LIFETIME: "30d",
+  SA_CLOCK_SKEW: "30s",
+  SA_MAX_TOKEN_BYTES: "8192",
+  SA_KEY_REFRESH_INTERVAL: "30s",
+  SA_KEY_PUBLISH_DELAY: "2m",
+  SA_API_KEYS: "[]",
+  SA_LOG_LEVEL: "info",
+} as const;
+
+export type ConfigKey = keyof typeof DEFAULTS;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly key: string, message: string) {
+    super(`${key}: ${message}`);
+  }
+}
+
+/**
+ * Reads and validates the configuration. This module is the only reader of the
+ * environment; everything else receives a Config. A JSON file named by
+ * SA_CONFIG_FILE may hold the same keys; the environment wins over the file.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const file = env.SA_CONFIG_FILE ? readConfigFile(env.SA_CONFIG_FILE) : {};
+  const raw = (key: ConfigKey): string => env[key] ?? file[key] ?? DEFAULTS[key];
+  for (const key of Object.keys(file)) {
+    if (!(key in DEFAULTS)) throw new ConfigError(key, `unknown key in ${env.SA_CONFIG_FILE}`);
+  }
+
+  const duration = (key: ConfigKey, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    let ms: number;
+    try {
+      ms = parseDuration(raw(key));
+    } catch (e) {
+      throw new ConfigError(key, (e as Error).message);
+    }
+    if (ms < min || ms > max) throw new ConfigError(key, `must be between ${min}ms and ${max}ms`);
+    return ms;
+  };
+  const integer = (key: ConfigKey, min: number, max: number): number => {
+    const text = raw(key);
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < min || n > max) throw new ConfigError(key, `"${text}" must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  const nonEmpty = (key: ConfigKey): string => {
+    const v = raw(key).trim();
+    if (!v) throw new ConfigError(key, "must not be empty");
+    return v;
+  };
+
+  const signingAlgorithm = raw("SA_SIGNING_ALGORITHM") as SigningAlgorithm;
+  if (!SIGNING_ALGORITHMS.includes(signingAlgorithm)) {
+    throw new ConfigError("SA_SIGNING_ALGORITHM", `must be one of ${SIGNING_ALGORITHMS.join(", ")}`);
+  }
+
+  const redisUrl = raw("REDIS_URL").trim();
+  if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError("REDIS_URL", "must start with redis:// or rediss://");
+  const natsUrl = raw("NATS_URL").trim();
+
+  const kekText = raw("SA_KEY_ENCRYPTION_KEY").trim();
+  let keyEncryptionKey: Buffer | undefined;
+  if (kekText) {
+    keyEncryptionKey = Buffer.from(kekText, "base64");
+    if (keyEncryptionKey.length !== 32) throw new ConfigError("SA_KEY_ENCRYPTION_KEY", "must be 32 bytes, base64-encoded (openssl rand -base64 32)");
+  } else if (redisUrl) {
+    throw new ConfigError("SA_KEY_ENCRYPTION_KEY", "is required with REDIS_URL, so every replica can decrypt the shared signing keys (openssl rand -base64 32)");
+  }
+
+  const accessTokenTtlMs = duration("SA_ACCESS_TOKEN_TTL", 10_000, 86_400_000);
+  const sessionIdleTimeoutMs = duration("SA_SESSION_IDLE_TIMEOUT", 60_000);
+  const sessionAbsoluteLifetimeMs = duration("SA_SESSION_ABSOLUTE_LIFETIME", 60_000);
+  if (sessionIdleTimeoutMs > sessionAbsoluteLifetimeMs) {
+    throw new ConfigError("SA_SESSION_IDLE_TIMEOUT", "must not exceed SA_SESSION_ABSOLUTE_LIFETIME");
+  }
+
+  return {
+    host: nonEmpty("SA_HOST"),
+    grpcPort: integer("SA_GRPC_PORT", 0, 65535),
+    httpPort: integer("SA_HTTP_PORT", 0, 65535),
+    redisUrl,
+    redisKeyPrefix: nonEmpty("SA_REDIS_KEY_PREFIX"),
+    redisCommandTimeoutMs: duration("SA_REDIS_COMMAND_TIMEOUT", 50, 60_000),
+    natsUrl,
+    issuer: nonEmpty("SA_ISSUER"),
+    audience: nonEmpty("SA_AUDIENCE"),
+    defaultClientId: nonEmpty("SA_DEFAULT_CLIENT_ID"),
+    signingAlgorithm,
+    keyEncryptionKey,
+    accessTokenTtlMs,
+    refreshGraceMs: duration("SA_REFRESH_GRACE", 0, 300_000),
+    sessionIdleTimeoutMs,
+    sessionTouchIntervalMs: duration("SA_SESSION_TOUCH_INTERVAL", 0, sessionIdleTimeoutMs),
+    sessionAbsoluteLifetimeMs,
+    clockSkewMs: duration("SA_CLOCK_SKEW", 0, 300_000),
+    maxTokenBytes: integer("SA_MAX_TOKEN_BYTES", 512, 65536),
+    keyRefreshIntervalMs: duration("SA_KEY_REFRESH_INTERVAL", 1000),
+    keyPublishDelayMs: duration("SA_KEY_PUBLISH_DELAY", 0),
+    apiKeys: parseApiKeys(raw("SA_API_KEYS")),
+    logLevel: raw("SA_LOG_LEVEL"),
+  };
+}
+
+function readConfigFile(path: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConfigError("SA_CONFIG_FILE", `cannot read ${path}: ${(e as Error).message}`);
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new ConfigError("SA_CONFIG_FILE", "must hold a JSON object");
+  return Object.fromEntries(
+    Object.entries(parsed).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+  );
+}
+
+function parseApiKeys(text: string): ApiKeyConfig[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError("SA_API_KEYS", 'must be a JSON array like [{"name":"login","sha256":"<hex>","scopes":["sessions:create"]}]');
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError("SA_API_KEYS", "must be a JSON array");
+  return parsed.map((entry, i) => {
+    const where = `SA_API_KEYS[${i}]`;
+    if (!entry || typeof entry !== "object") throw new ConfigError(where, "must be an object");
+    const { name, sha256, scopes } = entry as Record<string, unknown>;
+    if (typeof name !== "string" || !name) throw new ConfigError(where, "needs a name");
+    if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(sha256)) {
+      throw new ConfigError(where, "sha256 must be the 64 hex digits of the key's SHA-256 (session-authority keys hash-api-key)");
+    }
+    if (!Array.isArray(scopes) || scopes.some((s) => !SCOPES.includes(s as Scope))) {
+      throw new ConfigError(where, `scopes must be a list of ${SCOPES.join(", ")}`);
+    }
+    return { name, sha256: sha256.toLowerCase(), scopes: scopes as Scope[] };
+  });
+}

@@ -1,0 +1,39 @@
+-- Ends one, all, or all-but-one sessions of a user. Per-session keys are named
+-- from ARGV[1] (the user's key prefix, which carries the hash tag), so every key
+-- stays in the slot of KEYS[1].
+-- KEYS: index, user_not_before   ARGV: base, mode (one|all|others), sid, now, cover_until, reason, require_ownership
+local base, mode, target, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ttl = ms(tonumber(ARGV[5]) - now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now))
+local function drop(sid)
+  redis.call('DEL', base .. 's:' .. sid, base .. 'g:' .. sid)
+  redis.call('ZREM', KEYS[1], sid)
+end
+local function mark(sid) redis.call('SET', base .. 'r:' .. sid, ARGV[6], 'PX', ttl) end
+
+if mode == 'one' then
+  local live = redis.call('ZSCORE', KEYS[1], target)
+  if not live and ARGV[7] == '1' then return {0} end
+  mark(target)
+  if not live then return {1} end
+  drop(target)
+  return {1, target}
+end
+
+local result = {1}
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if mode == 'all' or sid ~= target then
+    drop(sid)
+    if mode ~= 'all' then mark(sid) end
+    table.insert(result, sid)
+  end
+end
+if mode == 'all' then
+  -- Tokens issued before the next whole second are revoked; the authority
+  -- issues later tokens with iat >= that second.
+  local nbf = math.floor(now / 1000) + 1
+  local prev = redis.call('GET', KEYS[2])
+  if prev then nbf = math.max(nbf, tonumber(string.match(prev, '^(%d+)'))) end
+  redis.call('SET', KEYS[2], ms(nbf) .. ':' .. ARGV[6], 'PX', ttl)
+end
+return result

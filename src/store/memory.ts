@@ -1,0 +1,203 @@
+import type {
+  CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
+  RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
+} from "./session-store.js";
+
+interface Entry {
+  session: StoredSession;
+  current: Buffer;
+  history: Buffer[];
+  rotatedAt: number;
+  sealed?: { value: Buffer; until: number };
+}
+
+interface Expiring<T> {
+  value: T;
+  until: number;
+}
+
+/**
+ * The embedded store: everything in this process's memory, lost on exit. It is
+ * the zero-setup default for development and single-node use; the same contract
+ * tests run against it and Redis. Each method runs synchronously inside one
+ * macrotask, which is what makes it atomic.
+ */
+export class MemorySessionStore implements SessionStore {
+  private readonly sessions = new Map<string, Entry>();
+  private readonly byUser = new Map<string, Set<string>>();
+  private readonly revokedTokens = new Map<string, Expiring<ReasonCode>>();
+  private readonly revokedSessions = new Map<string, Expiring<ReasonCode>>();
+  private readonly userNotBefore = new Map<string, Expiring<{ nbf: number; reason: ReasonCode }>>();
+  private readonly keys = new Map<string, StoredSigningKey>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(sweepIntervalMs = 60_000, private readonly wallClock: () => number = Date.now) {
+    // Expired entries are invisible at once; the sweep only bounds memory.
+    this.sweeper = setInterval(() => this.sweep(this.wallClock()), sweepIntervalMs).unref();
+  }
+
+  async createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined> {
+    this.sessions.set(session.sid, { session: { ...session }, current: refreshHash, history: [], rotatedAt: now });
+    let set = this.byUser.get(session.userId);
+    if (!set) this.byUser.set(session.userId, (set = new Set()));
+    set.add(session.sid);
+    return this.live(this.userNotBefore, session.userId, now)?.nbf;
+  }
+
+  async getSession(sid: string, now: number): Promise<SessionSnapshot | undefined> {
+    const entry = this.liveSession(sid, undefined, now);
+    if (!entry) return undefined;
+    const userId = entry.session.userId;
+    return {
+      session: { ...entry.session },
+      refresh: {
+        current: entry.current,
+        history: [...entry.history],
+        rotatedAt: entry.rotatedAt,
+        sealedSuccessor: entry.sealed && entry.sealed.until > now ? entry.sealed.value : undefined,
+      },
+      userNotBefore: this.live(this.userNotBefore, userId, now)?.nbf,
+    };
+  }
+
+  async rotateRefresh(input: RotateInput): Promise<RotateResult> {
+    const entry = this.liveSession(input.sid, input.userId, input.now);
+    if (!entry) return { outcome: "gone" };
+    if (!entry.current.equals(input.expected)) return { outcome: "conflict" };
+    entry.history = [entry.current, ...entry.history].slice(0, input.historySize);
+    entry.current = input.next;
+    entry.rotatedAt = input.now;
+    entry.sealed = input.graceMs > 0 ? { value: input.sealedSuccessor, until: input.now + input.graceMs } : undefined;
+    const s = entry.session;
+    s.lastActivityAt = input.now;
+    s.idleExpiresAt = Math.min(input.now + input.idleTimeoutMs, s.absoluteExpiresAt);
+    return { outcome: "rotated", idleExpiresAt: s.idleExpiresAt };
+  }
+
+  async revokeOnReuse(input: ReuseInput): Promise<ReuseResult> {
+    const entry = this.liveSession(input.sid, input.userId, input.now);
+    if (!entry) return "unknown";
+    const index = entry.history.findIndex((h) => h.equals(input.presented));
+    if (index < 0) return "unknown";
+    if (index === 0 && input.now - entry.rotatedAt <= input.graceMs && entry.sealed && entry.sealed.until > input.now) return "grace";
+    this.dropSession(input.sid, input.userId);
+    this.revokedSessions.set(input.sid, { value: input.reason, until: input.coverUntil });
+    return "revoked";
+  }
+
+  async endSessions(input: EndSessionsInput): Promise<EndSessionsResult> {
+    const { userId, target, now } = input;
+    const mine = [...(this.byUser.get(userId) ?? [])].filter((sid) => this.liveSession(sid, userId, now));
+    if (target.kind === "one") {
+      const live = mine.includes(target.sid);
+      if (!live && input.requireOwnership) return { ended: [], found: false };
+      if (live) this.dropSession(target.sid, userId);
+      this.revokedSessions.set(target.sid, { value: input.reason, until: input.coverUntil });
+      return { ended: live ? [target.sid] : [], found: true };
+    }
+    const ended = target.kind === "all" ? mine : mine.filter((sid) => sid !== target.sid);
+    for (const sid of ended) {
+      this.dropSession(sid, userId);
+      if (target.kind === "allExcept") this.revokedSessions.set(sid, { value: input.reason, until: input.coverUntil });
+    }
+    if (target.kind === "all") {
+      const nbf = Math.floor(now / 1000) + 1;
+      const prev = this.live(this.userNotBefore, userId, now);
+      this.userNotBefore.set(userId, { value: { nbf: Math.max(nbf, prev?.nbf ?? 0), reason: input.reason }, until: input.coverUntil });
+    }
+    return { ended, found: true };
+  }
+
+  async revokeToken(input: { userId: string; sid: string; jti: string; reason: ReasonCode; now: number; coverUntil: number }): Promise<void> {
+    this.revokedTokens.set(input.jti, { value: input.reason, until: input.coverUntil });
+  }
+
+  async checkToken(input: CheckInput): Promise<CheckResult> {
+    const { now } = input;
+    const byToken = this.live(this.revokedTokens, input.jti, now);
+    if (byToken !== undefined) return { revoked: true, reason: byToken };
+    const bySession = this.live(this.revokedSessions, input.sid, now);
+    if (bySession !== undefined) return { revoked: true, reason: bySession };
+    const byUser = this.live(this.userNotBefore, input.userId, now);
+    if (byUser && input.issuedAt < byUser.nbf) return { revoked: true, reason: byUser.reason };
+    const entry = this.liveSession(input.sid, input.userId, now);
+    if (entry && now - entry.session.lastActivityAt >= input.touchIntervalMs) {
+      entry.session.lastActivityAt = now;
+      entry.session.idleExpiresAt = Math.min(now + input.idleTimeoutMs, entry.session.absoluteExpiresAt);
+    }
+    return { revoked: false };
+  }
+
+  async listSessions(userId: string, now: number): Promise<StoredSession[]> {
+    return [...(this.byUser.get(userId) ?? [])]
+      .map((sid) => this.liveSession(sid, userId, now)?.session)
+      .filter((s): s is StoredSession => s !== undefined)
+      .sort((a, b) => expiry(a) - expiry(b))
+      .map((s) => ({ ...s }));
+  }
+
+  async listSigningKeys(): Promise<StoredSigningKey[]> {
+    return [...this.keys.values()].map((k) => ({ ...k }));
+  }
+
+  async addSigningKey(key: StoredSigningKey): Promise<boolean> {
+    if (this.keys.has(key.kid)) return false;
+    this.keys.set(key.kid, { ...key });
+    return true;
+  }
+
+  async updateSigningKey(key: StoredSigningKey): Promise<void> {
+    this.keys.set(key.kid, { ...key });
+  }
+
+  async removeSigningKey(kid: string): Promise<void> {
+    this.keys.delete(kid);
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+
+  /** Number of stored sessions, including expired ones not yet swept (for tests of the sweep). */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private liveSession(sid: string, userId: string | undefined, now: number): Entry | undefined {
+    const entry = this.sessions.get(sid);
+    if (!entry || (userId !== undefined && entry.session.userId !== userId)) return undefined;
+    if (now >= expiry(entry.session)) {
+      this.dropSession(sid, entry.session.userId);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private dropSession(sid: string, userId: string): void {
+    this.sessions.delete(sid);
+    const set = this.byUser.get(userId);
+    set?.delete(sid);
+    if (set?.size === 0) this.byUser.delete(userId);
+  }
+
+  private live<K, T>(map: Map<K, Expiring<T>>, key: K, now: number): T | undefined {
+    const e = map.get(key);
+    if (!e) return undefined;
+    if (e.until <= now) {
+      map.delete(key);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  private sweep(now: number): void {
+    for (const [sid, e] of this.sessions) if (now >= expiry(e.session)) this.dropSession(sid, e.session.userId);
+    for (const map of [this.revokedTokens, this.revokedSessions, this.userNotBefore] as Map<string, Expiring<unknown>>[]) {
+      for (const [k, e] of map) if (e.until <= now) map.delete(k);
+    }
+  }
+}
+
+const expiry = (s: StoredSession) => Math.min(s.idleExpiresAt, s.absoluteExpiresAt);

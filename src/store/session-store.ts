@@ -1,0 +1,190 @@
+/**
+ * The storage contract of the authority. Two implementations keep it:
+ * `RedisSessionStore` (production, Redis or Redis Cluster) and
+ * `MemorySessionStore` (the embedded single-process default). One contract test
+ * suite runs against both.
+ *
+ * Every method is atomic. Times are milliseconds since the epoch and are passed
+ * in (never read from a clock here), so an injected clock drives expiry in
+ * tests exactly as real time does in production.
+ *
+ * Refresh secrets never reach the store: only a 16-byte hash of each, and the
+ * successor pair sealed under a key derived from the secret that preceded it.
+ */
+
+/** What a session is, as a device the user can see and end. */
+export interface StoredSession {
+  sid: string;
+  userId: string;
+  username: string;
+  roles: string[];
+  permissions: string[];
+  clientId: string;
+  deviceId: string;
+  deviceName: string;
+  userAgent: string;
+  ip: string;
+  createdAt: number;
+  lastActivityAt: number;
+  /** Slides with activity; never past absoluteExpiresAt. */
+  idleExpiresAt: number;
+  absoluteExpiresAt: number;
+}
+
+/** The refresh side of a session. */
+export interface RefreshState {
+  /** Hash of the live refresh secret. */
+  current: Buffer;
+  /** Hashes of earlier secrets, newest first, bounded; presenting one is reuse. */
+  history: Buffer[];
+  /** When `current` was issued. */
+  rotatedAt: number;
+  /** The sealed successor pair, present only during the grace window after a rotation. */
+  sealedSuccessor: Buffer | undefined;
+}
+
+export interface SessionSnapshot {
+  session: StoredSession;
+  refresh: RefreshState;
+  /** The user's "not before", in whole seconds, if a global logout is in force. */
+  userNotBefore: number | undefined;
+}
+
+/**
+ * Revocation reasons as stored: the proto enum's numbers, so a new reason needs
+ * no store change.
+ */
+export type ReasonCode = number;
+
+export interface RevocationRecord {
+  reason: ReasonCode;
+}
+
+export type SessionTarget =
+  | { kind: "one"; sid: string }
+  | { kind: "all" }
+  | { kind: "allExcept"; sid: string };
+
+export interface EndSessionsInput {
+  userId: string;
+  target: SessionTarget;
+  reason: ReasonCode;
+  now: number;
+  /** Revocation entries live until then: the longest life of an access token they cover. */
+  coverUntil: number;
+  /** With kind "one": end it only if it belongs to userId, else report not found. */
+  requireOwnership: boolean;
+}
+
+export interface EndSessionsResult {
+  /** Sessions that were live and are now ended. */
+  ended: string[];
+  /** With kind "one" and requireOwnership: false when the session is not the user's (nothing changed). */
+  found: boolean;
+}
+
+export interface CheckInput {
+  userId: string;
+  sid: string;
+  jti: string;
+  /** The token's iat, seconds. */
+  issuedAt: number;
+  now: number;
+  /** Slide the idle deadline if the last touch is older than this. */
+  touchIntervalMs: number;
+  idleTimeoutMs: number;
+}
+
+export type CheckResult = { revoked: false } | { revoked: true; reason: ReasonCode };
+
+export interface RotateInput {
+  sid: string;
+  userId: string;
+  /** The hash the caller presented; the rotation happens only if it is still current. */
+  expected: Buffer;
+  next: Buffer;
+  sealedSuccessor: Buffer;
+  now: number;
+  graceMs: number;
+  idleTimeoutMs: number;
+  historySize: number;
+}
+
+/** `conflict`: someone rotated first; re-read and take the grace path. */
+export type RotateResult =
+  | { outcome: "rotated"; idleExpiresAt: number }
+  | { outcome: "conflict" }
+  | { outcome: "gone" };
+
+export interface ReuseInput {
+  sid: string;
+  userId: string;
+  presented: Buffer;
+  now: number;
+  graceMs: number;
+  coverUntil: number;
+  reason: ReasonCode;
+}
+
+/** `grace`: a rotation happened in between and the presented token is the fresh predecessor after all. */
+export type ReuseResult = "revoked" | "grace" | "unknown";
+
+/** A signing key as persisted: the private half only encrypted. */
+export interface StoredSigningKey {
+  kid: string;
+  alg: string;
+  /** Public JWK, JSON. */
+  publicJwk: string;
+  /** AES-256-GCM of the PKCS#8 private key under the key-encryption key: iv | tag | ciphertext, base64. */
+  encryptedPrivateKey: string;
+  createdAt: number;
+  /** Not used to sign before this, so verifiers can fetch it first. */
+  activatesAt: number;
+  /** Dropped from the key set after this (0: not scheduled). */
+  retiresAt: number;
+}
+
+/** A security-relevant change, recorded in the same atomic step as the change itself. */
+export interface OutboxEvent {
+  /** Unique id: the message id for idempotent publishing. */
+  id: string;
+  type: "token_revoked" | "session_revoked" | "user_revoked" | "refresh_reuse";
+  userId: string;
+  sid?: string;
+  jti?: string;
+  reason: ReasonCode;
+  at: number;
+  /** The user's "not before" (seconds), for user_revoked. */
+  notBefore?: number;
+  /** Until when the revocation matters. */
+  expiresAt: number;
+}
+
+export interface SessionStore {
+  /** Stores a new session with its first refresh hash and indexes it. Returns the user's "not before" (s), if any. */
+  createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined>;
+  /** A live session, or undefined if it never existed, ended or expired by `now`. */
+  getSession(sid: string, now: number): Promise<SessionSnapshot | undefined>;
+  /** Compare-and-set rotation; slides the idle deadline. */
+  rotateRefresh(input: RotateInput): Promise<RotateResult>;
+  /** Ends the session if `presented` is one of its earlier refresh hashes outside the grace window. */
+  revokeOnReuse(input: ReuseInput): Promise<ReuseResult>;
+  /** Ends sessions of one user; "all" also records the user's not-before. */
+  endSessions(input: EndSessionsInput): Promise<EndSessionsResult>;
+  /** Revokes one access token by jti until it expires. */
+  revokeToken(input: { userId: string; sid: string; jti: string; reason: ReasonCode; now: number; coverUntil: number }): Promise<void>;
+  /** Is this token revoked (by jti, sid or user not-before)? Touches the session's idle deadline when due. */
+  checkToken(input: CheckInput): Promise<CheckResult>;
+  /** A user's live sessions, soonest-expiring first. */
+  listSessions(userId: string, now: number): Promise<StoredSession[]>;
+
+  listSigningKeys(): Promise<StoredSigningKey[]>;
+  /** Adds a key unless one with its kid exists; returns whether it was added. */
+  addSigningKey(key: StoredSigningKey): Promise<boolean>;
+  updateSigningKey(key: StoredSigningKey): Promise<void>;
+  removeSigningKey(kid: string): Promise<void>;
+
+  /** Resolves when the store answers; throws store_unavailable otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
