@@ -1,5 +1,7 @@
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
+import {
+  createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject,
+} from "node:crypto";
+import { calculateJwkThumbprint, type JWK } from "jose";
 import type { SigningAlgorithm } from "../config/config.js";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError } from "../shared/errors.js";
@@ -157,15 +159,15 @@ export class SigningKeyRing {
 
   private async add(activatesAt: number): Promise<StoredSigningKey> {
     const { algorithm, keyEncryptionKey, store, clock, logger } = this.options;
-    const pair = await generateKeyPair(algorithm, { extractable: true, ...(algorithm === "RS256" ? { modulusLength: 3072 } : {}) });
-    const publicJwk = await exportJWK(pair.publicKey);
+    const pair = generateKeys(algorithm);
+    const publicJwk = pair.publicKey.export({ format: "jwk" }) as JWK;
     const kid = await calculateJwkThumbprint(publicJwk);
     Object.assign(publicJwk, { kid, alg: algorithm, use: "sig" });
 
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", keyEncryptionKey, iv);
     cipher.setAAD(Buffer.from(kid));
-    const der = (pair.privateKey as unknown as KeyObject).export({ type: "pkcs8", format: "der" });
+    const der = pair.privateKey.export({ type: "pkcs8", format: "der" });
     const body = Buffer.concat([cipher.update(der), cipher.final()]);
     const stored: StoredSigningKey = {
       kid,
@@ -179,5 +181,16 @@ export class SigningKeyRing {
     await store.addSigningKey(stored);
     logger.info({ kid, alg: algorithm, activatesAt: new Date(activatesAt).toISOString() }, "signing key added");
     return stored;
+  }
+}
+
+function generateKeys(algorithm: SigningAlgorithm): { publicKey: KeyObject; privateKey: KeyObject } {
+  switch (algorithm) {
+    case "ES256":
+      return generateKeyPairSync("ec", { namedCurve: "P-256" });
+    case "EdDSA":
+      return generateKeyPairSync("ed25519");
+    case "RS256":
+      return generateKeyPairSync("rsa", { modulusLength: 3072 });
   }
 }

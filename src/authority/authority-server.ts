@@ -1,0 +1,131 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { randomBytes } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Config } from "../config/config.js";
+import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb.js";
+import { systemClock, type Clock } from "../shared/clock.js";
+import type { Logger } from "../shared/logger.js";
+import type { SessionStore } from "../store/session-store.js";
+import { connectService } from "../transport/connect-service.js";
+import { grpcJsService } from "../transport/grpc-js-service.js";
+import { AccessTokenIssuer } from "./access-token-issuer.js";
+import { CallerAuthenticator } from "./caller-auth.js";
+import { createAuthorityHandlers } from "./handlers.js";
+import { SecurityEvents } from "./security-events.js";
+import { SessionService } from "./session-service.js";
+import { SigningKeyRing } from "./signing-keys.js";
+
+export interface AuthorityOptions {
+  config: Config;
+  store: SessionStore;
+  logger: Logger;
+  clock?: Clock;
+}
+
+export interface RunningAuthority {
+  grpcPort: number;
+  httpPort: number;
+  sessions: SessionService;
+  keys: SigningKeyRing;
+  events: SecurityEvents;
+  stop(): Promise<void>;
+}
+
+const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/**
+ * Starts the authority: gRPC on a @grpc/grpc-js server (the hot path for
+ * services and sidecars), and on a second port HTTP/1.1 with Connect, gRPC-Web
+ * and the JWKS document for browsers and curl. One set of handlers serves both.
+ */
+export async function startAuthority(options: AuthorityOptions): Promise<RunningAuthority> {
+  const { config, store, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const keyEncryptionKey = config.keyEncryptionKey ?? randomBytes(32);
+  const keys = new SigningKeyRing({
+    store, keyEncryptionKey, clock, logger,
+    algorithm: config.signingAlgorithm,
+    publishDelayMs: config.keyPublishDelayMs,
+    retainMs: config.accessTokenTtlMs + config.clockSkewMs,
+    refreshIntervalMs: config.keyRefreshIntervalMs,
+  });
+  await keys.start();
+
+  const events = new SecurityEvents(logger);
+  const sessions = new SessionService({
+    store, keys, clock, logger, events,
+    issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
+    policy: config,
+  });
+  const handlers = createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, sessions), maxTokenBytes: config.maxTokenBytes });
+
+  const grpcServer = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  const { definition, implementation } = grpcJsService(SessionAuthorityService, handlers, logger);
+  grpcServer.addService(definition, implementation);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+
+  const connect = connectNodeAdapter({
+    routes: (router) => connectService(router, SessionAuthorityService, handlers, logger),
+    readMaxBytes: MAX_MESSAGE_BYTES,
+  });
+  const httpServer = createServer((req, res) => {
+    if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
+    if (req.url === "/healthz" && req.method === "GET") return health(res, store);
+    connect(req, res);
+  });
+  const httpPort = await listen(httpServer, config.host, config.httpPort);
+
+  return {
+    grpcPort,
+    httpPort,
+    sessions,
+    keys,
+    events,
+    async stop() {
+      keys.stop();
+      await Promise.all([
+        new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
+        new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        }),
+      ]);
+    },
+  };
+}
+
+function jwks(res: ServerResponse, keys: SigningKeyRing): void {
+  const body = JSON.stringify({ keys: keys.jwks() });
+  // Short enough that a rotation (published SA_KEY_PUBLISH_DELAY before use) is seen in time.
+  res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60, stale-while-revalidate=30" });
+  res.end(body);
+}
+
+function health(res: ServerResponse, store: SessionStore): void {
+  store.ping().then(
+    () => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("ok\n");
+    },
+    () => {
+      res.writeHead(503, { "content-type": "text/plain" });
+      res.end("store unavailable\n");
+    },
+  );
+}
+
+function listen(server: Server<typeof IncomingMessage, typeof ServerResponse>, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      resolve(typeof address === "object" && address ? address.port : port);
+    });
+  });
+}

@@ -1,0 +1,43 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { STATUS_OF } from "../authority/status-table.js";
+import { AuthorityError, type ErrorCode } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+
+/** What a handler may know about a call, whichever transport carried it. */
+export interface CallContext {
+  /** A request header (lower-case name), or undefined. */
+  header(name: string): string | undefined;
+  /** `x-request-id` from the caller, or a fresh one; appears in every log line of the call. */
+  requestId: string;
+  /** The peer's address, for logs. */
+  peer: string;
+  signal: AbortSignal;
+}
+
+/** One handler per RPC; both transports drive the same functions. */
+export type UnaryHandler<I = any, O = any> = (request: I, context: CallContext) => Promise<O>;
+
+export interface WireError {
+  code: Code;
+  message: string;
+  /** The domain code, sent as response metadata so clients can tell cases apart. */
+  domainCode: ErrorCode;
+}
+
+/**
+ * Turns anything a handler threw into what goes on the wire. Domain errors keep
+ * their message; anything else becomes a bare INTERNAL and is logged with its
+ * stack here, never sent.
+ */
+export function toWireError(error: unknown, logger: Logger, method: string, requestId: string): WireError {
+  if (error instanceof AuthorityError) {
+    const level = error.code === "internal" || error.code === "store_unavailable" ? "warn" : "debug";
+    logger[level]({ requestId, method, code: error.code, err: error.cause }, error.message);
+    return { code: STATUS_OF[error.code], message: error.message, domainCode: error.code };
+  }
+  if (error instanceof ConnectError) {
+    return { code: error.code, message: error.rawMessage, domainCode: error.code === Code.InvalidArgument ? "invalid_argument" : "internal" };
+  }
+  logger.error({ requestId, method, err: error }, "unexpected error");
+  return { code: Code.Internal, message: "internal error", domainCode: "internal" };
+}

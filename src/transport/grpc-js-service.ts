@@ -1,0 +1,71 @@
+import { randomUUID } from "node:crypto";
+import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { AuthorityError } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import { ERROR_CODE_HEADER } from "../authority/status-table.js";
+import { toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+
+/**
+ * Serves protobuf-es handlers on a @grpc/grpc-js server (the fastest gRPC
+ * transport measured here). Requests are decoded inside the handler wrapper so
+ * a malformed payload is INVALID_ARGUMENT rather than grpc-js's INTERNAL.
+ */
+export function grpcJsService(
+  service: DescService,
+  handlers: Record<string, UnaryHandler>,
+  logger: Logger,
+): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    if (method.methodKind !== "unary") continue;
+    const handler = handlers[method.localName];
+    if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (m: any) => serialize(method.input, m),
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (m: any) => serialize(method.output, m),
+      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+    };
+    implementation[method.localName] = (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const context = contextOf(call);
+      let request;
+      try {
+        request = fromBinary(method.input, call.request);
+      } catch {
+        return fail(callback, new AuthorityError("invalid_argument", `request is not a valid ${method.input.typeName}`), logger, method.name, context.requestId);
+      }
+      handler(request, context).then(
+        (response) => callback(null, response),
+        (error) => fail(callback, error, logger, method.name, context.requestId),
+      );
+    };
+  }
+  return { definition: definition as grpc.ServiceDefinition, implementation };
+}
+
+function serialize(schema: DescMessage, message: any): Buffer {
+  const bytes = toBinary(schema, message);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown>): CallContext {
+  const controller = new AbortController();
+  call.on("cancelled", () => controller.abort());
+  const header = (name: string) => {
+    const v = call.metadata.get(name)[0];
+    return typeof v === "string" ? v : undefined;
+  };
+  return { header, requestId: header("x-request-id")?.slice(0, 64) || randomUUID(), peer: call.getPeer(), signal: controller.signal };
+}
+
+function fail(callback: grpc.sendUnaryData<unknown>, error: unknown, logger: Logger, method: string, requestId: string): void {
+  const wire = toWireError(error, logger, method, requestId);
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_HEADER, wire.domainCode);
+  callback({ code: wire.code as number, details: wire.message, metadata });
+}
