@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
-import { isSessionId } from "../store/session-id.js";
+import { isSessionId, SESSION_ID_LENGTH } from "../store/session-id.js";
 
 /**
  * Refresh tokens are `<session id>.<secret>`: the id names the session (and its
@@ -29,10 +29,10 @@ export function formatRefreshToken(sid: string, secret: string): string {
 
 /** Undefined for anything that is not shaped like one of our refresh tokens. */
 export function parseRefreshToken(token: string): ParsedRefreshToken | undefined {
-  if (token.length !== 77) return undefined;
-  const sid = token.slice(0, 33);
-  const secret = token.slice(34);
-  if (token[33] !== "." || !isSessionId(sid) || !SECRET.test(secret)) return undefined;
+  if (token.length !== SESSION_ID_LENGTH + 44) return undefined;
+  const sid = token.slice(0, SESSION_ID_LENGTH);
+  const secret = token.slice(SESSION_ID_LENGTH + 1);
+  if (token[SESSION_ID_LENGTH] !== "." || !isSessionId(sid) || !SECRET.test(secret)) return undefined;
   return { sid, secret };
 }
 

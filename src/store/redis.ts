@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Cluster, Redis } from "ioredis";
 import { AuthorityError } from "../shared/errors.js";
-import { tagOfSessionId, userTag } from "./session-id.js";
+import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
+import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
 import type {
   CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, ReuseInput, ReuseResult, RotateInput,
   RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
@@ -9,7 +10,7 @@ import type {
 
 const SCRIPTS = {
   saCreate: { keys: 3, file: "create.lua" },
-  saGet: { keys: 2, file: "get.lua" },
+  saGet: { keys: 3, file: "get.lua" },
   saRotate: { keys: 3, file: "rotate.lua" },
   saReuse: { keys: 4, file: "reuse.lua" },
   saEndSessions: { keys: 2, file: "end-sessions.lua" },
@@ -27,13 +28,14 @@ const TRANSIENT_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|BUSY
  * The production store. Works on a single Redis and on Redis Cluster: every key
  * of a user carries the user's hash tag, so each script touches one slot.
  *
- * Key layout under `<prefix>:{<tag>}:` where tag = userTag(userId):
- *   s:<sid>   session (MessagePack, see lua/prelude.lua), expires with the session
- *   g:<sid>   sealed successor pair, for the refresh grace window
- *   r:<sid>   session revocation (reason), for as long as its access tokens live
+ * Key layout under `<prefix>:{<tag>}:` where tag = userTag(userId) and m is the
+ * random part of a session id (the tag is already in the prefix):
+ *   s:<m>     session (MessagePack, see lua/prelude.lua), expires with the session
+ *   g:<m>     "<until ms>:" + sealed successor pair, for the refresh grace window
+ *   r:<m>     session revocation (reason), for as long as its access tokens live
  *   j:<jti>   access-token revocation (reason), until the token expires
- *   i:<uid>   sorted set of the user's sessions scored by expiry
- *   n:<uid>   the user's not-before ("<seconds>:<reason>")
+ *   i         sorted set of the user's sessions (m) scored by expiry
+ *   n         the user's not-before ("<seconds>:<reason>")
  * and `<prefix>:keys`, a hash of signing keys by kid.
  */
 export class RedisSessionStore implements SessionStore {
@@ -49,25 +51,25 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined> {
-    const base = this.base(session.userId);
+    const { base, m } = this.keysOf(session.sid);
     const nbf = await this.run(() =>
       this.redis.saCreate(
-        `${base}s:${session.sid}`, `${base}i:${session.userId}`, `${base}n:${session.userId}`,
-        encodeStatic(session), now, session.idleExpiresAt, session.absoluteExpiresAt, refreshHash, session.sid,
+        `${base}s:${m}`, `${base}i`, `${base}n`,
+        encodeSessionStatic(session), now, session.idleExpiresAt, session.absoluteExpiresAt, refreshHash, m, session.lastActivityAt,
       ),
     );
     return nbf === null ? undefined : Number(nbf);
   }
 
   async getSession(sid: string, now: number): Promise<SessionSnapshot | undefined> {
-    const base = this.baseOfSession(sid);
+    const { base, m } = this.keysOf(sid);
     const reply: [Buffer, number, number, number, Buffer, Buffer, number, Buffer, Buffer] | null = await this.run(() =>
-      this.redis.saGetBuffer(`${base}s:${sid}`, `${base}g:${sid}`, now, base),
+      this.redis.saGetBuffer(`${base}s:${m}`, `${base}g:${m}`, `${base}n`, now),
     );
     if (!reply) return undefined;
-    const [raw, lastActivityAt, idleExpiresAt, absoluteExpiresAt, current, history, rotatedAt, sealed, nbf] = reply;
+    const [blob, lastActivityAt, idleExpiresAt, absoluteExpiresAt, current, history, rotatedAt, sealed, nbf] = reply;
     return {
-      session: decodeStatic(sid, raw.toString("utf8"), lastActivityAt, idleExpiresAt, absoluteExpiresAt),
+      session: sessionOf(sid, blob, lastActivityAt, idleExpiresAt, absoluteExpiresAt),
       refresh: {
         current,
         history: chunks(history, 16),
@@ -79,11 +81,12 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async rotateRefresh(input: RotateInput): Promise<RotateResult> {
-    const base = this.baseOfSession(input.sid);
+    if (!belongsTo(input.sid, input.userId)) return { outcome: "gone" };
+    const { base, m } = this.keysOf(input.sid);
     const [outcome, idleExpiresAt]: [string, number?] = await this.run(() =>
       this.redis.saRotate(
-        `${base}s:${input.sid}`, `${base}i:${input.userId}`, `${base}g:${input.sid}`,
-        input.expected, input.next, input.sealedSuccessor, input.now, input.graceMs, input.idleTimeoutMs, input.historySize, input.sid,
+        `${base}s:${m}`, `${base}i`, `${base}g:${m}`,
+        input.expected, input.next, input.sealedSuccessor, input.now, input.graceMs, input.idleTimeoutMs, input.historySize, m,
       ),
     );
     if (outcome === "rotated") return { outcome, idleExpiresAt: idleExpiresAt! };
@@ -91,43 +94,52 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async revokeOnReuse(input: ReuseInput): Promise<ReuseResult> {
-    const base = this.baseOfSession(input.sid);
+    if (!belongsTo(input.sid, input.userId)) return "unknown";
+    const { base, m } = this.keysOf(input.sid);
     return this.run(() =>
       this.redis.saReuse(
-        `${base}s:${input.sid}`, `${base}i:${input.userId}`, `${base}g:${input.sid}`, `${base}r:${input.sid}`,
-        input.presented, input.now, input.graceMs, input.coverUntil, input.reason, input.sid,
+        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}r:${m}`,
+        input.presented, input.now, input.graceMs, input.coverUntil, input.reason, m,
       ),
     );
   }
 
   async endSessions(input: EndSessionsInput): Promise<EndSessionsResult> {
     const { target } = input;
-    // A session named by id alone (admin revoke of an ended session) still has its
-    // slot: the tag is the id's prefix.
-    const base = target.kind === "one" ? this.baseOfSession(target.sid) : this.base(input.userId);
+    let base = this.base(input.userId);
+    const member = target.kind === "all" ? "" : localPartOfSessionId(target.sid);
+    if (target.kind === "one" && !belongsTo(target.sid, input.userId)) {
+      if (input.requireOwnership) return { found: false, ended: [] };
+      // An admin naming a session by id alone (it may have ended already): its
+      // revocation is recorded under the id's own tag.
+      base = this.keysOf(target.sid).base;
+    }
     const mode = target.kind === "one" ? "one" : target.kind === "all" ? "all" : "others";
-    const sid = target.kind === "all" ? "" : target.sid;
     const [found, ...ended]: [number, ...string[]] = await this.run(() =>
       this.redis.saEndSessions(
-        `${base}i:${input.userId}`, `${base}n:${input.userId}`,
-        base, mode, sid, input.now, input.coverUntil, input.reason, input.requireOwnership ? "1" : "0",
+        `${base}i`, `${base}n`,
+        base, mode, member, input.now, input.coverUntil, input.reason, input.requireOwnership ? "1" : "0",
       ),
     );
-    return { found: found === 1, ended };
+    const tag = base.slice(this.prefix.length + 2, -2);
+    return { found: found === 1, ended: ended.map((m) => tag + m) };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: number; now: number; coverUntil: number }): Promise<void> {
     const ttl = input.coverUntil - input.now;
     if (ttl <= 0) return;
-    await this.run(() => this.redis.set(`${this.baseOfSession(input.sid)}j:${input.jti}`, String(input.reason), "PX", ttl));
+    await this.run(() => this.redis.set(`${this.keysOf(input.sid).base}j:${input.jti}`, String(input.reason), "PX", ttl));
   }
 
   async checkToken(input: CheckInput): Promise<CheckResult> {
-    const base = this.baseOfSession(input.sid);
+    const { base, m } = this.keysOf(input.sid);
+    // A token whose sub and sid disagree was not issued by us; it is still checked
+    // against the session's revocations but never touches the session.
+    const touch = belongsTo(input.sid, input.userId) ? input.touchIntervalMs : -1;
     const reason: string | null = await this.run(() =>
       this.redis.saCheck(
-        `${base}j:${input.jti}`, `${base}r:${input.sid}`, `${base}n:${input.userId}`, `${base}s:${input.sid}`, `${base}i:${input.userId}`,
-        input.issuedAt, input.now, input.touchIntervalMs, input.idleTimeoutMs, input.sid,
+        `${base}j:${input.jti}`, `${base}r:${m}`, `${base}n`, `${base}s:${m}`, `${base}i`,
+        input.issuedAt, input.now, touch, input.idleTimeoutMs, m,
       ),
     );
     return reason === null ? { revoked: false } : { revoked: true, reason: Number(reason) };
@@ -135,14 +147,16 @@ export class RedisSessionStore implements SessionStore {
 
   async listSessions(userId: string, now: number): Promise<StoredSession[]> {
     const base = this.base(userId);
-    const flat: (string | number)[] = await this.run(() => this.redis.saList(`${base}i:${userId}`, base, now));
+    const tag = userTag(userId);
+    const flat: (Buffer | number)[] = await this.run(() => this.redis.saListBuffer(`${base}i`, base, now));
     const sessions: StoredSession[] = [];
     for (let i = 0; i < flat.length; i += 5) {
-      sessions.push(decodeStatic(String(flat[i]), String(flat[i + 1]), Number(flat[i + 2]), Number(flat[i + 3]), Number(flat[i + 4])));
+      const session = sessionOf(tag + String(flat[i]), flat[i + 1] as Buffer, Number(flat[i + 2]), Number(flat[i + 3]), Number(flat[i + 4]));
+      // Belt and braces against two users sharing a 96-bit tag.
+      if (session.userId === userId) sessions.push(session);
     }
     return sessions;
   }
-
   async listSigningKeys(): Promise<StoredSigningKey[]> {
     const all: Record<string, string> = await this.run(() => this.redis.hgetall(`${this.prefix}:keys`));
     return Object.values(all).map((json) => JSON.parse(json) as StoredSigningKey);
@@ -172,8 +186,8 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}:{${userTag(userId)}}:`;
   }
 
-  private baseOfSession(sid: string): string {
-    return `${this.prefix}:{${tagOfSessionId(sid)}}:`;
+  private keysOf(sid: string): { base: string; m: string } {
+    return { base: `${this.prefix}:{${tagOfSessionId(sid)}}:`, m: localPartOfSessionId(sid) };
   }
 
   /** Turns client and server failures into domain errors; the cause stays for logs. */
@@ -190,15 +204,9 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
-/** Immutable session fields as one compact JSON array (no field names: smaller in memory). */
-function encodeStatic(s: StoredSession): string {
-  return JSON.stringify([s.userId, s.username, s.roles, s.permissions, s.clientId, s.deviceId, s.deviceName, s.userAgent, s.ip, s.createdAt]);
-}
-
-function decodeStatic(sid: string, json: string, lastActivityAt: number, idleExpiresAt: number, absoluteExpiresAt: number): StoredSession {
-  const [userId, username, roles, permissions, clientId, deviceId, deviceName, userAgent, ip, createdAt] = JSON.parse(json);
+function sessionOf(sid: string, blob: Buffer, lastActivityAt: number, idleExpiresAt: number, absoluteExpiresAt: number): StoredSession {
   return {
-    sid, userId, username, roles, permissions, clientId, deviceId, deviceName, userAgent, ip, createdAt,
+    sid, ...decodeSessionStatic(blob),
     lastActivityAt: Number(lastActivityAt), idleExpiresAt: Number(idleExpiresAt), absoluteExpiresAt: Number(absoluteExpiresAt),
   };
 }

@@ -6,7 +6,13 @@
  *
  * Every method is atomic. Times are milliseconds since the epoch and are passed
  * in (never read from a clock here), so an injected clock drives expiry in
- * tests exactly as real time does in production.
+ * tests exactly as real time does in production. Time is expected to move
+ * forward: what has expired by one call's `now` may be pruned, so a later call
+ * with an earlier `now` need not see it again.
+ *
+ * Calls that name a session and a user (rotate, reuse, check) act only on a
+ * session of that user; for anyone else's session they behave as if it did not
+ * exist.
  *
  * Refresh secrets never reach the store: only a 16-byte hash of each, and the
  * successor pair sealed under a key derived from the secret that preceded it.
@@ -39,7 +45,7 @@ export interface RefreshState {
   history: Buffer[];
   /** When `current` was issued. */
   rotatedAt: number;
-  /** The sealed successor pair, present only during the grace window after a rotation. */
+  /** The sealed successor pair, present only during the grace window after a rotation: while now < rotatedAt + graceMs. */
   sealedSuccessor: Buffer | undefined;
 }
 
@@ -70,7 +76,11 @@ export interface EndSessionsInput {
   target: SessionTarget;
   reason: ReasonCode;
   now: number;
-  /** Revocation entries live until then: the longest life of an access token they cover. */
+  /**
+   * Revocation entries live until then: the longest life of an access token they cover.
+   * (The memory store compares it with `now`; the Redis store turns it into a real-time TTL of
+   * coverUntil - now, so there an entry's end does not follow an injected clock.)
+   */
   coverUntil: number;
   /** With kind "one": end it only if it belongs to userId, else report not found. */
   requireOwnership: boolean;
@@ -161,13 +171,20 @@ export interface OutboxEvent {
 }
 
 export interface SessionStore {
-  /** Stores a new session with its first refresh hash and indexes it. Returns the user's "not before" (s), if any. */
+  /**
+   * Stores a new session (fields as given) with its first refresh hash, rotatedAt = now, and indexes it.
+   * Returns the user's "not before" (s), if any.
+   */
   createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined>;
   /** A live session, or undefined if it never existed, ended or expired by `now`. */
   getSession(sid: string, now: number): Promise<SessionSnapshot | undefined>;
   /** Compare-and-set rotation; slides the idle deadline. */
   rotateRefresh(input: RotateInput): Promise<RotateResult>;
-  /** Ends the session if `presented` is one of its earlier refresh hashes outside the grace window. */
+  /**
+   * Ends the session if `presented` is one of its earlier refresh hashes outside the grace window.
+   * `grace` only for the newest earlier hash while now - rotatedAt <= graceMs and the sealed successor is
+   * still present; `unknown` when the hash is not in the history or the session is not live.
+   */
   revokeOnReuse(input: ReuseInput): Promise<ReuseResult>;
   /** Ends sessions of one user; "all" also records the user's not-before. */
   endSessions(input: EndSessionsInput): Promise<EndSessionsResult>;
@@ -175,7 +192,7 @@ export interface SessionStore {
   revokeToken(input: { userId: string; sid: string; jti: string; reason: ReasonCode; now: number; coverUntil: number }): Promise<void>;
   /** Is this token revoked (by jti, sid or user not-before)? Touches the session's idle deadline when due. */
   checkToken(input: CheckInput): Promise<CheckResult>;
-  /** A user's live sessions, soonest-expiring first. */
+  /** A user's live sessions, soonest-expiring first (the order of equal expiries is unspecified). */
   listSessions(userId: string, now: number): Promise<StoredSession[]>;
 
   listSigningKeys(): Promise<StoredSigningKey[]>;

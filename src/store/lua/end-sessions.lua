@@ -1,9 +1,9 @@
 -- Ends one, all, or all-but-one sessions of a user. Per-session keys are named
 -- from ARGV[1] (the user's key prefix, which carries the hash tag), so every key
 -- stays in the slot of KEYS[1].
--- KEYS: index, user_not_before   ARGV: base, mode (one|all|others), sid, now, cover_until, reason, require_ownership
+-- KEYS: index, user_not_before   ARGV: base, mode (one|all|others), member, now, cover_until, reason, require_ownership
 local base, mode, target, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local ttl = ms(tonumber(ARGV[5]) - now)
+local ttl = ttl_until(tonumber(ARGV[5]), now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now))
 local function drop(sid)
   redis.call('DEL', base .. 's:' .. sid, base .. 'g:' .. sid)

@@ -1,10 +1,12 @@
 -- Shared by every session script (prepended when the script is defined).
 -- A session is one string key holding a MessagePack array:
 --   {static, last_activity, idle_expires_at, absolute_expires_at, current_hash, history, rotated_at}
--- static is opaque JSON written by the application; history is the earlier
--- 16-byte refresh hashes, newest first, concatenated. One string instead of a
--- hash keeps a long user agent from pushing the whole session out of Redis's
--- compact encoding, which roughly halves memory per session.
+-- static is an opaque compressed blob written by the application (scripts
+-- never read it); history is the earlier 16-byte refresh hashes, newest first,
+-- concatenated. One string instead of a hash keeps a long user agent from
+-- pushing the whole session out of Redis's compact encoding.
+-- Keys of one user share the prefix "<prefix>:{<tag>}:" and so one slot; a
+-- session's keys end in the random part of its id (the "member").
 local function ms(n) return string.format('%d', n) end
 
 local function load_session(key, now)
@@ -14,6 +16,20 @@ local function load_session(key, now)
   if now >= math.min(s[3], s[4]) then return nil end
   return s
 end
+
+-- The sealed successor is stored as "<until ms>:<sealed bytes>" with a PX TTL of
+-- the grace window; its visibility is decided by `now` like every other deadline,
+-- the TTL only frees the memory.
+local function sealed_successor(key, now)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  local untl = string.match(raw, '^(%d+):')
+  if not untl or now >= tonumber(untl) then return nil end
+  return string.sub(raw, #untl + 2)
+end
+
+-- Revocation entries need a positive lifetime even if cover_until is already past.
+local function ttl_until(t, now) return ms(math.max(1, t - now)) end
 
 local function save_session(key, s, now)
   redis.call('SET', key, cmsgpack.pack(s), 'PX', ms(math.min(s[3], s[4]) - now))

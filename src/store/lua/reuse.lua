@@ -1,5 +1,5 @@
 -- Ends the session when an earlier refresh token comes back outside the grace window.
--- KEYS: session, index, grace, session_revoked   ARGV: presented, now, grace_ms, cover_until, reason, sid
+-- KEYS: session, index, grace, session_revoked   ARGV: presented, now, grace_ms, cover_until, reason, member
 local now = tonumber(ARGV[2])
 local s = load_session(KEYS[1], now)
 if not s then return 'unknown' end
@@ -8,8 +8,8 @@ for i = 1, #s[6], 16 do
   if string.sub(s[6], i, i + 15) == ARGV[1] then found = i break end
 end
 if not found then return 'unknown' end
-if found == 1 and now - s[7] <= tonumber(ARGV[3]) and redis.call('EXISTS', KEYS[3]) == 1 then return 'grace' end
+if found == 1 and now - s[7] <= tonumber(ARGV[3]) and sealed_successor(KEYS[3], now) then return 'grace' end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[6])
-redis.call('SET', KEYS[4], ARGV[5], 'PX', ms(tonumber(ARGV[4]) - now))
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ttl_until(tonumber(ARGV[4]), now))
 return 'revoked'

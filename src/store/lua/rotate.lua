@@ -1,5 +1,5 @@
 -- Compare-and-set rotation of the refresh hash.
--- KEYS: session, index, grace   ARGV: expected, next, sealed, now, grace_ms, idle_ms, history_size, sid
+-- KEYS: session, index, grace   ARGV: expected, next, sealed, now, grace_ms, idle_ms, history_size, member
 local now = tonumber(ARGV[4])
 local s = load_session(KEYS[1], now)
 if not s then return {'gone'} end
@@ -12,7 +12,7 @@ s[3] = math.min(now + tonumber(ARGV[6]), s[4])
 save_session(KEYS[1], s, now)
 index_put(KEYS[2], ARGV[8], s, now)
 if tonumber(ARGV[5]) > 0 then
-  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
+  redis.call('SET', KEYS[3], ms(now + tonumber(ARGV[5])) .. ':' .. ARGV[3], 'PX', ARGV[5])
 else
   redis.call('DEL', KEYS[3])
 end

@@ -1,0 +1,192 @@
+// npm run bench:authority — throughput and latency of the authority on a real
+// Redis, load from separate processes, plus the transport comparison and Redis
+// memory per session. Prints a Markdown table; BENCHMARKS.md keeps the results.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
+import { hashApiKey } from "../src/authority/caller-auth.js";
+import {
+  CreateSessionRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema, type CreateSessionResponse,
+} from "../src/gen/sessionauthority/v1/authority_pb.js";
+import { RedisSessionStore } from "../src/store/redis.js";
+import { newSessionId } from "../src/store/session-id.js";
+import { startRedis } from "../test/support/redis-server.js";
+import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const CONCURRENCY = 64;
+const SESSIONS_FOR_MEMORY = Number(process.env.BENCH_MEMORY_SESSIONS ?? 100_000);
+/** Which parts to run: BENCH_PHASES=load,transport,memory (default all). */
+const PHASES = new Set((process.env.BENCH_PHASES ?? "load,transport,memory").split(","));
+const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const run = promisify(execFile);
+
+interface LoadResult { rpc: string; calls: number; errors: number; firstError: string; rate: number; p50: number; p99: number }
+
+async function main() {
+  const redis = await startRedis();
+  const apiKey = `bench_${randomBytes(16).toString("base64url")}`;
+  const server = spawn(process.execPath, ["--import", "tsx", "bench/transport-server.ts"], {
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      SA_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+      SA_API_KEYS: JSON.stringify([{ name: "bench", sha256: hashApiKey(apiKey).toString("hex"), scopes: ["sessions:create", "sessions:revoke", "sessions:read"] }]),
+      SA_GRPC_PORT: "0",
+      SA_HTTP_PORT: "0",
+      SA_LOG_LEVEL: "error",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const ports = await firstJsonLine<{ grpc: number; http: number; h2c: number }>(server);
+    const target = `127.0.0.1:${ports.grpc}`;
+    console.log(`# bench:authority  ${new Date().toISOString()}  node ${process.version}  runs=${RUNS} × ${SECONDS}s, ${CONCURRENCY} in flight`);
+
+    const rows: string[] = [];
+    for (const rpc of PHASES.has("load") ? (["createSession", "refresh", "validateToken"] as const) : []) {
+      const results: LoadResult[] = [];
+      for (let i = 0; i < RUNS; i++) results.push(await load({ target, rpc, concurrency: CONCURRENCY, durationMs: SECONDS * 1000, apiKey }));
+      const errors = results.reduce((n, r) => n + r.errors, 0);
+      if (errors) console.log(`  ${rpc}: ${errors} errors, first: ${results.find((r) => r.firstError)?.firstError}`);
+      const mid = results.find((r) => r.rate === median(results.map((x) => x.rate)))!;
+      rows.push(`| ${rpc} (gRPC, grpc-js server, Redis) | ${Math.round(mid.rate)}/s | ${mid.p50.toFixed(2)} ms | ${mid.p99.toFixed(2)} ms | ${results.map((r) => Math.round(r.rate)).join(", ")} | ${errors} |`);
+      console.log(rows.at(-1));
+    }
+
+    // Transport comparison: identical ValidateToken calls from h2load, 4 connections × 32 streams.
+    const token = await sampleToken(target, apiKey);
+    const grpcBody = join(tmpdir(), `bench-validate-${process.pid}.bin`);
+    const message = toBinary(ValidateTokenRequestSchema, create(ValidateTokenRequestSchema, { accessToken: token }));
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    Buffer.from(message).copy(frame, 5);
+    writeFileSync(grpcBody, frame);
+    const jsonBody = join(tmpdir(), `bench-validate-${process.pid}.json`);
+    writeFileSync(jsonBody, JSON.stringify({ accessToken: token }));
+    const path = `/${SessionAuthorityService.typeName}/ValidateToken`;
+    const grpcHeaders = ["-H", "content-type: application/grpc", "-H", "te: trailers"];
+    const transports: [string, string[]][] = [
+      ["grpc-js server, gRPC", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.grpc}${path}`]],
+      ["connect-node, gRPC over h2c", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.h2c}${path}`]],
+      ["connect-node, Connect JSON over h2c", ["-c", "4", "-m", "32", "-d", jsonBody, "-H", "content-type: application/json", `http://127.0.0.1:${ports.h2c}${path}`]],
+      ["connect-node, Connect JSON over HTTP/1.1", ["--h1", "-c", "32", "-m", "1", "-d", jsonBody, "-H", "content-type: application/json", `http://127.0.0.1:${ports.http}${path}`]],
+    ];
+    const transportRows: string[] = [];
+    let baseline = 0;
+    for (const [name, args] of PHASES.has("transport") ? transports : []) {
+      const rates: number[] = [];
+      for (let i = 0; i < RUNS; i++) rates.push(await h2load([...args, "-D", String(SECONDS), "--warm-up-time", "1"]));
+      const rate = median(rates);
+      baseline ||= rate;
+      transportRows.push(`| ${name} | ${Math.round(rate)}/s | ${(rate / baseline).toFixed(2)}× | ${rates.map(Math.round).join(", ")} |`);
+      console.log(transportRows.at(-1));
+    }
+
+    const memory = PHASES.has("memory") ? await memoryPerSession() : [];
+    console.log(`\n## Authority on Redis (${CONCURRENCY} in flight, load from a separate process)\n`);
+    console.log("| call | throughput (median) | p50 | p99 | runs | errors |\n| --- | --- | --- | --- | --- | --- |");
+    console.log(rows.join("\n"));
+    console.log("\n## Transport, ValidateToken from h2load (same handlers)\n");
+    console.log("| server | throughput (median) | vs grpc-js | runs |\n| --- | --- | --- | --- |");
+    console.log(transportRows.join("\n"));
+    console.log(`\n## Redis memory per session (${SESSIONS_FOR_MEMORY} sessions)\n`);
+    console.log("| shape | bytes per session |\n| --- | --- |");
+    for (const [shape, bytes] of memory) console.log(`| ${shape} | ${bytes} |`);
+  } finally {
+    server.kill("SIGTERM");
+    await redis.stop();
+  }
+}
+
+async function load(job: object): Promise<LoadResult> {
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts"], {
+    env: { ...process.env, BENCH_JOB: JSON.stringify(job) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return firstJsonLine<LoadResult>(child);
+}
+
+async function h2load(args: string[]): Promise<number> {
+  const { stdout } = await run("h2load", args, { maxBuffer: 1 << 20 });
+  const done = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(stdout);
+  const failed = /requests: .* (\d+) failed/.exec(stdout);
+  if (!done) throw new Error(`h2load printed no rate:\n${stdout}`);
+  if (failed && Number(failed[1]) > 0) throw new Error(`h2load saw failures:\n${stdout}`);
+  return Number(done[1]);
+}
+
+async function sampleToken(target: string, apiKey: string): Promise<string> {
+  const client = new GrpcJsClient(SessionAuthorityService, target);
+  const res = (await client.call(
+    "createSession",
+    create(CreateSessionRequestSchema, { userId: "bench-validate", roles: ["user"], userAgent: UA }),
+    withAuthorization(`ApiKey ${apiKey}`),
+  )) as CreateSessionResponse;
+  const check = (await client.call("validateToken", create(ValidateTokenRequestSchema, { accessToken: res.tokens!.accessToken }))) as unknown as { valid: boolean };
+  if (!check.valid) throw new Error("sample token does not validate");
+  client.close();
+  return res.tokens!.accessToken;
+}
+
+/** Sessions written through the production store into a fresh Redis; INFO memory before and after. */
+async function memoryPerSession(): Promise<[string, number][]> {
+  const out: [string, number][] = [];
+  for (const [shape, perUser] of [["one session per user", 1], ["four sessions per user", 4]] as const) {
+    const server = await startRedis();
+    const redis = new Redis(server.url);
+    const store = new RedisSessionStore(redis, "sa");
+    const used = async () => Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
+    const before = await used();
+    const now = Date.now();
+    for (let i = 0; i < SESSIONS_FOR_MEMORY; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, SESSIONS_FOR_MEMORY - i) }, (_, j) => {
+          const n = i + j;
+          const userId = `user-${Math.floor(n / perUser)}`;
+          return store.createSession(
+            {
+              sid: newSessionId(userId), userId, username: `User ${n}`, roles: ["user", "beta"], permissions: ["orders:read", "orders:write"],
+              clientId: "web", deviceId: `device-${n}`, deviceName: "Chrome on Windows", userAgent: UA, ip: "203.0.113.7",
+              createdAt: now, lastActivityAt: now, idleExpiresAt: now + 1_800_000, absoluteExpiresAt: now + 30 * 86_400_000,
+            },
+            randomBytes(16),
+            now,
+          );
+        }),
+      );
+    }
+    out.push([shape, Math.round((await used()) - before) / SESSIONS_FOR_MEMORY]);
+    redis.disconnect();
+    await server.stop();
+  }
+  return out.map(([s, b]) => [s, Math.round(b)]);
+}
+
+function firstJsonLine<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const line = buf.split("\n").find((l) => l.startsWith("{"));
+      if (line) resolve(JSON.parse(line) as T);
+    });
+    child.once("exit", (code) => reject(new Error(`${child.spawnargs.join(" ")} exited with ${code} before reporting`)));
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

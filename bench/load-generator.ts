@@ -1,0 +1,91 @@
+// A load generator process: keeps `concurrency` calls in flight against the
+// authority's gRPC port for a fixed time and prints one JSON line of results.
+// Run by bench/authority.ts so the load never shares a process with the server.
+import { create } from "@bufbuild/protobuf";
+import {
+  CreateSessionRequestSchema, RefreshRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema,
+  type CreateSessionResponse, type RefreshResponse, type ValidateTokenResponse,
+} from "../src/gen/sessionauthority/v1/authority_pb.js";
+import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
+
+interface Job {
+  target: string;
+  rpc: "createSession" | "refresh" | "validateToken";
+  concurrency: number;
+  durationMs: number;
+  apiKey: string;
+}
+
+const job = JSON.parse(process.env.BENCH_JOB!) as Job;
+// Several HTTP/2 connections, as a fleet of callers would have.
+// A local subchannel pool per client gives each its own TCP connection.
+const clients = Array.from({ length: 4 }, () => new GrpcJsClient(SessionAuthorityService, job.target, { "grpc.use_local_subchannel_pool": 1 }));
+const auth = withAuthorization(`ApiKey ${job.apiKey}`);
+const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+let counter = 0;
+
+function createSession(client: GrpcJsClient) {
+  const n = counter++;
+  return client.call<typeof CreateSessionRequestSchema, never>(
+    "createSession",
+    create(CreateSessionRequestSchema, {
+      userId: `user-${process.pid}-${n}`, username: `User ${n}`, roles: ["user", "beta"], permissions: ["orders:read", "orders:write"],
+      device: { id: `device-${n}`, name: "Chrome on Windows" }, userAgent: UA, ipAddress: "203.0.113.7",
+    }),
+    auth,
+  ) as Promise<CreateSessionResponse>;
+}
+
+async function main() {
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError = "";
+  const workers: (() => Promise<void>)[] = [];
+
+  // Per-worker state set up before the clock starts.
+  const seeds = job.rpc === "createSession" ? [] : await Promise.all(Array.from({ length: job.concurrency }, (_, i) => createSession(clients[i % 4]!)));
+
+  for (let i = 0; i < job.concurrency; i++) {
+    const client = clients[i % 4]!;
+    let refreshToken = seeds[i]?.tokens?.refreshToken ?? "";
+    const accessToken = seeds[i]?.tokens?.accessToken ?? "";
+    const once =
+      job.rpc === "createSession" ? () => createSession(client).then(() => undefined)
+      : job.rpc === "refresh"
+        ? () =>
+            (client.call("refresh", create(RefreshRequestSchema, { refreshToken })) as Promise<RefreshResponse>).then((r) => {
+              refreshToken = r.tokens!.refreshToken;
+            })
+        : () =>
+            (client.call("validateToken", create(ValidateTokenRequestSchema, { accessToken })) as Promise<ValidateTokenResponse>).then((r) => {
+              if (!r.valid) throw new Error(`token invalid: ${r.reason}`);
+            });
+    workers.push(async () => {
+      while (performance.now() < deadline) {
+        const start = performance.now();
+        try {
+          await once();
+          latencies.push(performance.now() - start);
+        } catch (e) {
+          errors++;
+          firstError ||= (e as Error).message;
+        }
+      }
+    });
+  }
+  const started = performance.now();
+  const deadline = started + job.durationMs;
+  await Promise.all(workers.map((w) => w()));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  process.stdout.write(
+    JSON.stringify({ rpc: job.rpc, calls: latencies.length, errors, firstError, seconds, rate: latencies.length / seconds, p50: pct(0.5), p99: pct(0.99) }) + "\n",
+  );
+  for (const c of clients) c.close();
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,21 @@
+// The authority as the benchmark runs it: the normal servers (grpc-js gRPC and
+// HTTP/1.1 Connect) plus, for the transport comparison only, the same handlers
+// on connect-node over cleartext HTTP/2. Prints its ports as one JSON line.
+import { createServer } from "node:http2";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { startAuthority } from "../src/authority/authority-server.js";
+import { loadConfig } from "../src/config/config.js";
+import { SessionAuthorityService } from "../src/gen/sessionauthority/v1/authority_pb.js";
+import { createLogger } from "../src/shared/logger.js";
+import { createStore } from "../src/store/create-store.js";
+import { connectService } from "../src/transport/connect-service.js";
+
+const config = loadConfig();
+const logger = createLogger(config.logLevel);
+const store = await createStore(config, logger);
+const authority = await startAuthority({ config, store, logger });
+const h2c = createServer(connectNodeAdapter({ routes: (router) => connectService(router, SessionAuthorityService, authority.handlers, logger) }));
+await new Promise<void>((resolve) => h2c.listen(0, "127.0.0.1", resolve));
+const address = h2c.address();
+process.stdout.write(JSON.stringify({ grpc: authority.grpcPort, http: authority.httpPort, h2c: typeof address === "object" ? address?.port : 0 }) + "\n");
+process.on("SIGTERM", () => process.exit(0));
