@@ -12,7 +12,9 @@ import type { SessionStore } from "./session-store.js";
  * client keeps reconnecting so service resumes without a restart.
  */
 export async function createStore(config: Config, logger: Logger): Promise<SessionStore> {
-  if (!config.redisUrl) return new MemorySessionStore();
+  // The outbox fills only when something drains it: the NATS relay.
+  const outbox = Boolean(config.natsUrl);
+  if (!config.redisUrl) return new MemorySessionStore({ outbox });
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -34,7 +36,7 @@ export async function createStore(config: Config, logger: Logger): Promise<Sessi
     logger.warn({ redis: redactUrl(config.redisUrl) }, "waiting for Redis");
     await new Promise<void>((resolve) => redis.once("ready", () => resolve()));
   });
-  return new RedisSessionStore(redis, config.redisKeyPrefix);
+  return new RedisSessionStore(redis, { prefix: config.redisKeyPrefix, outbox });
 }
 
 /** A Redis URL without its password, for logs. */

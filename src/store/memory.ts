@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import type {
-  CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
+  CheckInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
   RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
@@ -29,11 +30,15 @@ export class MemorySessionStore implements SessionStore {
   private readonly revokedSessions = new Map<string, Expiring<ReasonCode>>();
   private readonly userNotBefore = new Map<string, Expiring<{ nbf: number; reason: ReasonCode }>>();
   private readonly keys = new Map<string, StoredSigningKey>();
+  private readonly outbox: OutboxEvent[] = [];
+  private readonly emit: boolean;
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(sweepIntervalMs = 60_000, private readonly wallClock: () => number = Date.now) {
+  constructor(options: { outbox?: boolean; sweepIntervalMs?: number; wallClock?: () => number } = {}) {
+    this.emit = options.outbox ?? false;
+    const wallClock = options.wallClock ?? Date.now;
     // Expired entries are invisible at once; the sweep only bounds memory.
-    this.sweeper = setInterval(() => this.sweep(this.wallClock()), sweepIntervalMs).unref();
+    this.sweeper = setInterval(() => this.sweep(wallClock()), options.sweepIntervalMs ?? 60_000).unref();
   }
 
   async createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined> {
@@ -82,6 +87,9 @@ export class MemorySessionStore implements SessionStore {
     if (index === 0 && input.now - entry.rotatedAt <= input.graceMs && entry.sealed && entry.sealed.until > input.now) return "grace";
     this.dropSession(input.sid, input.userId);
     this.revokedSessions.set(input.sid, { value: input.reason, until: input.coverUntil });
+    const event = { userId: input.userId, sid: input.sid, reason: input.reason, at: input.now, expiresAt: input.coverUntil };
+    this.record({ type: "session_revoked", ...event });
+    this.record({ type: "refresh_reuse", ...event });
     return "revoked";
   }
 
@@ -93,23 +101,41 @@ export class MemorySessionStore implements SessionStore {
       if (!live && input.requireOwnership) return { ended: [], found: false };
       if (live) this.dropSession(target.sid, userId);
       this.revokedSessions.set(target.sid, { value: input.reason, until: input.coverUntil });
+      this.record({ type: "session_revoked", userId, sid: target.sid, reason: input.reason, at: now, expiresAt: input.coverUntil });
       return { ended: live ? [target.sid] : [], found: true };
     }
     const ended = target.kind === "all" ? mine : mine.filter((sid) => sid !== target.sid);
     for (const sid of ended) {
       this.dropSession(sid, userId);
-      if (target.kind === "allExcept") this.revokedSessions.set(sid, { value: input.reason, until: input.coverUntil });
+      if (target.kind === "allExcept") {
+        this.revokedSessions.set(sid, { value: input.reason, until: input.coverUntil });
+        this.record({ type: "session_revoked", userId, sid, reason: input.reason, at: now, expiresAt: input.coverUntil });
+      }
     }
     if (target.kind === "all") {
-      const nbf = Math.floor(now / 1000) + 1;
       const prev = this.live(this.userNotBefore, userId, now);
-      this.userNotBefore.set(userId, { value: { nbf: Math.max(nbf, prev?.nbf ?? 0), reason: input.reason }, until: input.coverUntil });
+      const nbf = Math.max(Math.floor(now / 1000) + 1, prev?.nbf ?? 0);
+      this.userNotBefore.set(userId, { value: { nbf, reason: input.reason }, until: input.coverUntil });
+      this.record({ type: "user_revoked", userId, notBefore: nbf, reason: input.reason, at: now, expiresAt: input.coverUntil });
     }
     return { ended, found: true };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: ReasonCode; now: number; coverUntil: number }): Promise<void> {
+    if (input.coverUntil <= input.now) return;
     this.revokedTokens.set(input.jti, { value: input.reason, until: input.coverUntil });
+    this.record({ type: "token_revoked", userId: input.userId, sid: input.sid, jti: input.jti, reason: input.reason, at: input.now, expiresAt: input.coverUntil });
+  }
+
+  async readOutbox(limit: number): Promise<OutboxBatch> {
+    const events = this.outbox.slice(0, limit);
+    return {
+      events,
+      ack: async (ids) => {
+        const done = new Set(ids);
+        for (let i = this.outbox.length - 1; i >= 0; i--) if (done.has(this.outbox[i]!.id)) this.outbox.splice(i, 1);
+      },
+    };
   }
 
   async checkToken(input: CheckInput): Promise<CheckResult> {
@@ -163,6 +189,10 @@ export class MemorySessionStore implements SessionStore {
   /** Number of stored sessions, including expired ones not yet swept (for tests of the sweep). */
   get size(): number {
     return this.sessions.size;
+  }
+
+  private record(event: Omit<OutboxEvent, "id">): void {
+    if (this.emit) this.outbox.push({ id: `${randomBytes(12).toString("base64url")}.1`, ...event });
   }
 
   private liveSession(sid: string, userId: string | undefined, now: number): Entry | undefined {

@@ -1,19 +1,22 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Cluster, Redis } from "ioredis";
 import { AuthorityError } from "../shared/errors.js";
 import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
 import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
 import type {
-  CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, ReuseInput, ReuseResult, RotateInput,
-  RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
+  CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, OutboxBatch, OutboxEvent, ReuseInput, ReuseResult,
+  RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
 const SCRIPTS = {
   saCreate: { keys: 3, file: "create.lua" },
   saGet: { keys: 3, file: "get.lua" },
   saRotate: { keys: 3, file: "rotate.lua" },
-  saReuse: { keys: 4, file: "reuse.lua" },
-  saEndSessions: { keys: 2, file: "end-sessions.lua" },
+  saReuse: { keys: 5, file: "reuse.lua" },
+  saEndSessions: { keys: 3, file: "end-sessions.lua" },
+  saRevokeToken: { keys: 2, file: "revoke-token.lua" },
+  saOutboxAck: { keys: 1, file: "outbox-ack.lua" },
   saCheck: { keys: 5, file: "check.lua" },
   saList: { keys: 1, file: "list.lua" },
 } as const;
@@ -36,12 +39,28 @@ const TRANSIENT_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|BUSY
  *   j:<jti>   access-token revocation (reason), until the token expires
  *   i         sorted set of the user's sessions (m) scored by expiry
  *   n         the user's not-before ("<seconds>:<reason>")
- * and `<prefix>:keys`, a hash of signing keys by kid.
+ *   o         the user's outbox: JSON events awaiting publication
+ * and, each in a slot of its own, `<prefix>:keys` (signing keys by kid) and
+ * `<prefix>:outbox` (tags whose outbox may be non-empty; a periodic SCAN for
+ * outboxes repairs it if a process died between a script and its SADD).
  */
+export interface RedisStoreOptions {
+  /** Key prefix (default "sa"). */
+  prefix?: string;
+  /** Record revocations in the outbox for publishing (default false: nothing would drain it). */
+  outbox?: boolean;
+}
+
 export class RedisSessionStore implements SessionStore {
   private readonly redis: Client;
+  private readonly prefix: string;
+  private readonly emit: "1" | "0";
+  private lastSweep = 0;
 
-  constructor(redis: Redis | Cluster, private readonly prefix = "sa") {
+  constructor(redis: Redis | Cluster, options: RedisStoreOptions | string = {}) {
+    const o = typeof options === "string" ? { prefix: options } : options;
+    this.prefix = o.prefix ?? "sa";
+    this.emit = o.outbox ? "1" : "0";
     const prelude = readFileSync(new URL("./lua/prelude.lua", import.meta.url), "utf8");
     for (const [name, { keys, file }] of Object.entries(SCRIPTS)) {
       const body = readFileSync(new URL(`./lua/${file}`, import.meta.url), "utf8");
@@ -98,10 +117,10 @@ export class RedisSessionStore implements SessionStore {
     const { base, m } = this.keysOf(input.sid);
     return this.run(() =>
       this.redis.saReuse(
-        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}r:${m}`,
-        input.presented, input.now, input.graceMs, input.coverUntil, input.reason, m,
+        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}r:${m}`, `${base}o`,
+        input.presented, input.now, input.graceMs, input.coverUntil, input.reason, m, this.emit, eventIdPrefix(), input.userId, input.sid,
       ),
-    );
+    ).then((r: ReuseResult) => this.markDirty(base, r === "revoked").then(() => r));
   }
 
   async endSessions(input: EndSessionsInput): Promise<EndSessionsResult> {
@@ -115,20 +134,28 @@ export class RedisSessionStore implements SessionStore {
       base = this.keysOf(target.sid).base;
     }
     const mode = target.kind === "one" ? "one" : target.kind === "all" ? "all" : "others";
+    const tag = base.slice(this.prefix.length + 2, -2);
     const [found, ...ended]: [number, ...string[]] = await this.run(() =>
       this.redis.saEndSessions(
-        `${base}i`, `${base}n`,
+        `${base}i`, `${base}n`, `${base}o`,
         base, mode, member, input.now, input.coverUntil, input.reason, input.requireOwnership ? "1" : "0",
+        this.emit, eventIdPrefix(), input.userId, tag,
       ),
     );
-    const tag = base.slice(this.prefix.length + 2, -2);
+    await this.markDirty(base, found === 1);
     return { found: found === 1, ended: ended.map((m) => tag + m) };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: number; now: number; coverUntil: number }): Promise<void> {
-    const ttl = input.coverUntil - input.now;
-    if (ttl <= 0) return;
-    await this.run(() => this.redis.set(`${this.keysOf(input.sid).base}j:${input.jti}`, String(input.reason), "PX", ttl));
+    if (input.coverUntil <= input.now) return;
+    const { base } = this.keysOf(input.sid);
+    await this.run(() =>
+      this.redis.saRevokeToken(
+        `${base}j:${input.jti}`, `${base}o`,
+        input.reason, input.now, input.coverUntil, this.emit, eventIdPrefix(), input.userId, input.sid, input.jti,
+      ),
+    );
+    await this.markDirty(base, true);
   }
 
   async checkToken(input: CheckInput): Promise<CheckResult> {
@@ -157,6 +184,53 @@ export class RedisSessionStore implements SessionStore {
     }
     return sessions;
   }
+  async readOutbox(limit: number): Promise<OutboxBatch> {
+    if (Date.now() - this.lastSweep > OUTBOX_SWEEP_MS) await this.sweepOutbox();
+    const tags: string[] = await this.run(() => this.redis.srandmember(this.dirtyKey(), 64));
+    const raw = new Map<string, { tag: string; raw: string }>();
+    const events: OutboxEvent[] = [];
+    for (const tag of tags) {
+      if (events.length >= limit) break;
+      const entries: string[] = await this.run(() => this.redis.lrange(`${this.prefix}:{${tag}}:o`, 0, limit - events.length - 1));
+      if (entries.length === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
+      for (const entry of entries) {
+        const event = JSON.parse(entry) as OutboxEvent;
+        raw.set(event.id, { tag, raw: entry });
+        events.push(event);
+      }
+    }
+    return {
+      events,
+      ack: async (ids) => {
+        const byTag = new Map<string, string[]>();
+        for (const id of ids) {
+          const r = raw.get(id);
+          if (r) byTag.set(r.tag, [...(byTag.get(r.tag) ?? []), r.raw]);
+        }
+        for (const [tag, entries] of byTag) {
+          const left: number = await this.run(() => this.redis.saOutboxAck(`${this.prefix}:{${tag}}:o`, ...entries));
+          if (left === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
+        }
+      },
+    };
+  }
+
+  /** Finds outboxes the dirty set lost track of (SCAN on every master; never KEYS). */
+  async sweepOutbox(): Promise<void> {
+    this.lastSweep = Date.now();
+    const nodes = "nodes" in this.redis && typeof this.redis.nodes === "function" ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
+    const pattern = `${this.prefix}:{*}:o`;
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys]: [string, string[]] = await this.run(() => node.scan(cursor, "MATCH", pattern, "COUNT", 1000));
+        cursor = next;
+        const tags = keys.map((k) => k.slice(this.prefix.length + 2, k.length - 3));
+        if (tags.length) await this.run(() => this.redis.sadd(this.dirtyKey(), ...tags));
+      } while (cursor !== "0");
+    }
+  }
+
   async listSigningKeys(): Promise<StoredSigningKey[]> {
     const all: Record<string, string> = await this.run(() => this.redis.hgetall(`${this.prefix}:keys`));
     return Object.values(all).map((json) => JSON.parse(json) as StoredSigningKey);
@@ -186,6 +260,16 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}:{${userTag(userId)}}:`;
   }
 
+  private dirtyKey(): string {
+    return `${this.prefix}:outbox`;
+  }
+
+  /** Records that a user's outbox has events (after the script; see the class comment). */
+  private async markDirty(base: string, changed: boolean): Promise<void> {
+    if (this.emit !== "1" || !changed) return;
+    await this.run(() => this.redis.sadd(this.dirtyKey(), base.slice(this.prefix.length + 2, -2)));
+  }
+
   private keysOf(sid: string): { base: string; m: string } {
     return { base: `${this.prefix}:{${tagOfSessionId(sid)}}:`, m: localPartOfSessionId(sid) };
   }
@@ -203,6 +287,10 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 }
+
+const OUTBOX_SWEEP_MS = 30_000;
+
+const eventIdPrefix = () => randomBytes(12).toString("base64url");
 
 function sessionOf(sid: string, blob: Buffer, lastActivityAt: number, idleExpiresAt: number, absoluteExpiresAt: number): StoredSession {
   return {

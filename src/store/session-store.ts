@@ -154,11 +154,16 @@ export interface StoredSigningKey {
   retiresAt: number;
 }
 
-/** A security-relevant change, recorded in the same atomic step as the change itself. */
+/**
+ * A revocation or security fact, written to the outbox in the same atomic step
+ * as the change itself (only when the store was built with `outbox: true`), and
+ * published from there until acknowledged.
+ */
 export interface OutboxEvent {
   /** Unique id: the message id for idempotent publishing. */
   id: string;
   type: "token_revoked" | "session_revoked" | "user_revoked" | "refresh_reuse";
+  /** Empty when a session was revoked by id alone after it had ended. */
   userId: string;
   sid?: string;
   jti?: string;
@@ -168,6 +173,12 @@ export interface OutboxEvent {
   notBefore?: number;
   /** Until when the revocation matters. */
   expiresAt: number;
+}
+
+/** Pending outbox events; `ack` removes the ones that were published. */
+export interface OutboxBatch {
+  events: OutboxEvent[];
+  ack(ids: string[]): Promise<void>;
 }
 
 export interface SessionStore {
@@ -194,6 +205,9 @@ export interface SessionStore {
   checkToken(input: CheckInput): Promise<CheckResult>;
   /** A user's live sessions, soonest-expiring first (the order of equal expiries is unspecified). */
   listSessions(userId: string, now: number): Promise<StoredSession[]>;
+
+  /** Up to `limit` unpublished outbox events, oldest first within each user. */
+  readOutbox(limit: number): Promise<OutboxBatch>;
 
   listSigningKeys(): Promise<StoredSigningKey[]>;
   /** Adds a key unless one with its kid exists; returns whether it was added. */

@@ -106,19 +106,20 @@ afterAll(async () => {
 
 interface Fixture {
   name: 'memory' | 'redis';
-  open(): Promise<{ store: SessionStore; client?: Redis }>;
+  /** Stores are built with the outbox on unless told otherwise. */
+  open(options?: { outbox?: boolean; flush?: boolean }): Promise<{ store: SessionStore; client?: Redis }>;
 }
 
 const fixtures: Fixture[] = [
-  { name: 'memory', open: async () => ({ store: new MemorySessionStore() }) },
+  { name: 'memory', open: async ({ outbox = true } = {}) => ({ store: new MemorySessionStore({ outbox }) }) },
   {
     name: 'redis',
-    open: async () => {
-      await admin.flushall();
+    open: async ({ outbox = true, flush = true } = {}) => {
+      if (flush) await admin.flushall();
       const client = new Redis(server.url, redisOptions);
       client.on('error', () => {}); // failures surface as rejected calls
       await client.connect();
-      return { store: new RedisSessionStore(client, PREFIX), client };
+      return { store: new RedisSessionStore(client, { prefix: PREFIX, outbox }), client };
     },
   },
 ];
@@ -723,7 +724,98 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
     });
   });
 
+  describe('outbox', () => {
+    const drain = async (s: SessionStore = store) => {
+      const batch = await s.readOutbox(1000);
+      await batch.ack(batch.events.map((e) => e.id));
+      return batch.events.map(({ id, ...rest }) => rest);
+    };
+
+    it('records each kind of revocation in the same step, with unique ids', async () => {
+      const a1 = newSession('alice', T0);
+      const a2 = newSession('alice', T0);
+      const a3 = newSession('alice', T0);
+      for (const s of [a1, a2, a3]) await create(s, hash());
+      expect(await drain()).toEqual([]);
+
+      await store.revokeToken({ userId: 'alice', sid: a1.sid, jti: 'jti-1', reason: REASON.ADMIN, now: T0 + 1, coverUntil: T0 + COVER });
+      expect(await drain()).toEqual([
+        { type: 'token_revoked', userId: 'alice', sid: a1.sid, jti: 'jti-1', reason: REASON.ADMIN, at: T0 + 1, expiresAt: T0 + COVER },
+      ]);
+
+      await store.endSessions({ userId: 'alice', target: { kind: 'allExcept', sid: a1.sid }, reason: REASON.USER, now: T0 + 2, coverUntil: T0 + COVER, requireOwnership: false });
+      const others = await drain();
+      expect(others.map((e) => e.sid).sort()).toEqual([a2.sid, a3.sid].sort());
+      for (const e of others) expect(e).toEqual({ type: 'session_revoked', userId: 'alice', sid: e.sid, reason: REASON.USER, at: T0 + 2, expiresAt: T0 + COVER });
+
+      await store.endSessions({ userId: 'alice', target: { kind: 'all' }, reason: REASON.ADMIN, now: T0 + 3, coverUntil: T0 + COVER, requireOwnership: false });
+      expect(await drain()).toEqual([
+        { type: 'user_revoked', userId: 'alice', notBefore: T0 / 1000 + 1, reason: REASON.ADMIN, at: T0 + 3, expiresAt: T0 + COVER },
+      ]);
+    });
+
+    it('records reuse as a session revocation plus a security event; grace and unknown record nothing', async () => {
+      const a = newSession('alice', T0);
+      const [h0, h1] = [hash(), hash()];
+      await create(a, h0);
+      await rotate(a, h0, h1, T0 + SEC);
+      expect(await reuse(a, h0, T0 + SEC + 1)).toBe('grace');
+      expect(await reuse(a, hash(), T0 + SEC + 2)).toBe('unknown');
+      expect(await drain()).toEqual([]);
+      expect(await reuse(a, h0, T0 + SEC + GRACE + 1)).toBe('revoked');
+      const at = T0 + SEC + GRACE + 1;
+      expect(await drain()).toEqual([
+        { type: 'session_revoked', userId: 'alice', sid: a.sid, reason: REASON.REUSE, at, expiresAt: at + COVER },
+        { type: 'refresh_reuse', userId: 'alice', sid: a.sid, reason: REASON.REUSE, at, expiresAt: at + COVER },
+      ]);
+    });
+
+    it('keeps what was not acknowledged', async () => {
+      for (const jti of ['j1', 'j2', 'j3']) {
+        await store.revokeToken({ userId: 'bob', sid: newSessionId('bob'), jti, reason: 1, now: T0, coverUntil: T0 + COVER });
+      }
+      const first = await store.readOutbox(10);
+      expect(first.events.map((e) => e.jti)).toEqual(['j1', 'j2', 'j3']);
+      expect(new Set(first.events.map((e) => e.id)).size).toBe(3);
+      await first.ack([first.events[1]!.id]);
+      const second = await store.readOutbox(10);
+      expect(second.events.map((e) => e.jti)).toEqual(['j1', 'j3']);
+      expect(second.events.map((e) => e.id)).toEqual([first.events[0]!.id, first.events[2]!.id]);
+      await second.ack(second.events.map((e) => e.id));
+      expect((await store.readOutbox(10)).events).toEqual([]);
+    });
+
+    it('records nothing when the outbox is off', async () => {
+      await store.close();
+      ({ store } = await fixture.open({ outbox: false }));
+      const a = newSession('alice', T0);
+      await create(a, hash());
+      await store.revokeToken({ userId: 'alice', sid: a.sid, jti: 'j', reason: 1, now: T0, coverUntil: T0 + COVER });
+      await store.endSessions({ userId: 'alice', target: { kind: 'all' }, reason: 1, now: T0, coverUntil: T0 + COVER, requireOwnership: false });
+      expect((await store.readOutbox(10)).events).toEqual([]);
+    });
+  });
+
   if (fixture.name !== 'redis') return;
+
+  describe('redis: outbox durability', () => {
+    it('a new client sees what an old one recorded, and the sweep finds outboxes whose mark was lost', async () => {
+      await store.revokeToken({ userId: 'carol', sid: newSessionId('carol'), jti: 'jc', reason: 1, now: T0, coverUntil: T0 + COVER });
+      await store.close();
+      let reopened = (await fixture.open({ flush: false })).store;
+      expect((await reopened.readOutbox(10)).events.map((e) => e.jti)).toEqual(['jc']);
+      // A process that died between its script and the SADD leaves no mark.
+      await admin.del(`${PREFIX}:outbox`);
+      await reopened.close();
+      reopened = (await fixture.open({ flush: false })).store;
+      const batch = await reopened.readOutbox(10); // a fresh store sweeps before its first read
+      expect(batch.events.map((e) => e.jti)).toEqual(['jc']);
+      await batch.ack(batch.events.map((e) => e.id));
+      expect(await admin.exists(`${PREFIX}:{${userTag('carol')}}:o`)).toBe(0);
+      expect(await admin.smembers(`${PREFIX}:outbox`)).toEqual([]);
+      store = reopened;
+    });
+  });
 
   describe('redis: cluster safety', () => {
     it('every operation touches keys of exactly one hash slot (MONITOR, script-internal commands included)', async () => {
@@ -755,7 +847,11 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
           return { keys, sources: new Set(mine.map((e) => (e.source === 'lua' ? 'lua' : 'client'))) };
         };
         const sameSlot = async (label: string, op: () => Promise<unknown>, tag?: string) => {
-          const { keys, sources } = await keysOf(op);
+          const found = await keysOf(op);
+          // The outbox's dirty set is its own slot by design, written by a separate
+          // single-key SADD after the script (see RedisSessionStore).
+          const keys = found.keys.filter((k) => k !== `${PREFIX}:outbox`);
+          const { sources } = found;
           expect(keys.length, label).toBeGreaterThan(0);
           expect(new Set(keys.map(hashTag)), `${label}: ${keys.join(' ')}`).toEqual(new Set([tag ?? hashTag(keys[0])]));
           return { keys, sources };
@@ -798,7 +894,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         // every key the store wrote carries a user's tag (or is the signing-key hash)
         const all = (await admin.keys('*')).filter((k) => k !== `${PREFIX}:keys`);
         expect(all.length).toBeGreaterThan(0);
-        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:\\{[A-Za-z0-9_-]{16}\\}:([sgrj]:[A-Za-z0-9_-]+|i|n)$`));
+        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrj]:[A-Za-z0-9_-]+|i|n|o)|outbox|keys)$`));
       } finally {
         monitor.disconnect();
       }

@@ -1,15 +1,20 @@
 -- Ends one, all, or all-but-one sessions of a user. Per-session keys are named
 -- from ARGV[1] (the user's key prefix, which carries the hash tag), so every key
 -- stays in the slot of KEYS[1].
--- KEYS: index, user_not_before   ARGV: base, mode (one|all|others), member, now, cover_until, reason, require_ownership
+-- KEYS: index, user_not_before, outbox
+-- ARGV: base, mode (one|all|others), member, now, cover_until, reason, require_ownership, emit, id_prefix, user_id, tag
 local base, mode, target, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local ttl = ttl_until(tonumber(ARGV[5]), now)
+local cover, reason = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl = ttl_until(cover, now)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now))
-local function drop(sid)
-  redis.call('DEL', base .. 's:' .. sid, base .. 'g:' .. sid)
-  redis.call('ZREM', KEYS[1], sid)
+local function drop(member)
+  redis.call('DEL', base .. 's:' .. member, base .. 'g:' .. member)
+  redis.call('ZREM', KEYS[1], member)
 end
-local function mark(sid) redis.call('SET', base .. 'r:' .. sid, ARGV[6], 'PX', ttl) end
+local function mark(member)
+  redis.call('SET', base .. 'r:' .. member, ARGV[6], 'PX', ttl)
+  outbox_push(KEYS[3], ARGV[8], ARGV[9], {type = 'session_revoked', userId = ARGV[10], sid = ARGV[11] .. member, reason = reason, at = now, expiresAt = cover})
+end
 
 if mode == 'one' then
   local live = redis.call('ZSCORE', KEYS[1], target)
@@ -21,11 +26,11 @@ if mode == 'one' then
 end
 
 local result = {1}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if mode == 'all' or sid ~= target then
-    drop(sid)
-    if mode ~= 'all' then mark(sid) end
-    table.insert(result, sid)
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if mode == 'all' or member ~= target then
+    drop(member)
+    if mode ~= 'all' then mark(member) end
+    table.insert(result, member)
   end
 end
 if mode == 'all' then
@@ -35,5 +40,6 @@ if mode == 'all' then
   local prev = redis.call('GET', KEYS[2])
   if prev then nbf = math.max(nbf, tonumber(string.match(prev, '^(%d+)'))) end
   redis.call('SET', KEYS[2], ms(nbf) .. ':' .. ARGV[6], 'PX', ttl)
+  outbox_push(KEYS[3], ARGV[8], ARGV[9], {type = 'user_revoked', userId = ARGV[10], notBefore = nbf, reason = reason, at = now, expiresAt = cover})
 end
 return result

@@ -43,3 +43,14 @@ local function index_put(index, sid, s, now)
   redis.call('ZADD', index, ms(expires), sid)
   if redis.call('PTTL', index) < expires - now then redis.call('PEXPIRE', index, ms(expires - now)) end
 end
+
+-- The outbox: events recorded in the same script as the change they describe,
+-- published to NATS by the relay until acknowledged. ARGV carries '1' to enable,
+-- an id prefix (unique per call) and the user id.
+local outbox_count = 0
+local function outbox_push(key, enabled, id_prefix, event)
+  if enabled ~= '1' then return end
+  outbox_count = outbox_count + 1
+  event.id = id_prefix .. '.' .. outbox_count
+  redis.call('RPUSH', key, cjson.encode(event))
+end
