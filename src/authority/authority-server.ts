@@ -7,6 +7,7 @@ import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb
 import { systemClock, type Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import type { SessionStore } from "../store/session-store.js";
+import type { UnaryHandler } from "../transport/call-context.js";
 import { connectService } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
@@ -29,6 +30,8 @@ export interface RunningAuthority {
   sessions: SessionService;
   keys: SigningKeyRing;
   events: SecurityEvents;
+  /** The RPC handlers, for serving them on another transport. */
+  handlers: Record<string, UnaryHandler>;
   stop(): Promise<void>;
 }
 
@@ -73,6 +76,10 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const connect = connectNodeAdapter({
     routes: (router) => connectService(router, SessionAuthorityService, handlers, logger),
     readMaxBytes: MAX_MESSAGE_BYTES,
+    // Strict proto3 JSON: an unknown field or enum name is INVALID_ARGUMENT, as an
+    // unknown enum number already is in binary. Lenient parsing (connect's default)
+    // would turn e.g. an unknown Logout scope into UNSPECIFIED, i.e. CURRENT.
+    jsonOptions: { ignoreUnknownFields: false },
   });
   const httpServer = createServer((req, res) => {
     if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
@@ -87,6 +94,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     sessions,
     keys,
     events,
+    handlers,
     async stop() {
       keys.stop();
       await Promise.all([

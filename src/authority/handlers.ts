@@ -192,8 +192,9 @@ function pair(p: IssuedPair) {
   });
 }
 
-// Control characters would corrupt logs and lists shown to users.
-const CONTROL = /[\u0000-\u001f\u007f]/;
+// Control characters (Unicode Cc: C0, DEL and C1, e.g. U+009B CSI, U+0085 NEL)
+// would corrupt logs, terminals and lists shown to users.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 function text(value: string, field: string, min: number, max: number): string {
   if (value.length < min) throw invalidArgument(min === 1 ? `${field} is required` : `${field} is shorter than ${min}`);

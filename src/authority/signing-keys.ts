@@ -125,13 +125,27 @@ export class SigningKeyRing {
   private async load(): Promise<void> {
     const now = this.options.clock.now();
     this.lastReloadAt = now;
+    let listed = await this.options.store.listSigningKeys();
+    // Keys leave the store only through retirement (below). A held key that is
+    // missing and not retired means the store lost its data (e.g. Redis restarted
+    // without persistence): publish it again instead of forgetting it, so live
+    // tokens keep verifying and every replica keeps signing with the same key.
+    const present = new Set(listed.map((k) => k.kid));
+    const lost = [...this.keys.values()].filter((k) => !present.has(k.stored.kid) && (k.stored.retiresAt === 0 || k.stored.retiresAt > now));
+    if (lost.length > 0) {
+      for (const k of lost) await this.options.store.addSigningKey(k.stored);
+      this.options.logger.warn({ kids: lost.map((k) => k.stored.kid) }, "signing keys missing from the store were published again");
+      listed = await this.options.store.listSigningKeys();
+    }
     const next = new Map<string, LoadedKey>();
-    for (const stored of await this.options.store.listSigningKeys()) {
+    for (const stored of listed) {
       if (stored.retiresAt !== 0 && stored.retiresAt <= now) {
         await this.options.store.removeSigningKey(stored.kid);
         continue;
       }
-      next.set(stored.kid, this.keys.get(stored.kid) ?? this.decrypt(stored));
+      // Keep the stored metadata current (a rotation elsewhere sets retiresAt).
+      const held = this.keys.get(stored.kid);
+      next.set(stored.kid, held ? { ...held, stored } : this.decrypt(stored));
     }
     this.keys = next;
   }

@@ -139,6 +139,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError("SA_SESSION_IDLE_TIMEOUT", "must not exceed SA_SESSION_ABSOLUTE_LIFETIME");
   }
 
+  // Unset, the touch interval follows a shorter idle timeout (the default, 5m, is
+  // a sixth of the default idle timeout) instead of failing on a key nobody set.
+  const touchIsSet = env.SA_SESSION_TOUCH_INTERVAL !== undefined || file.SA_SESSION_TOUCH_INTERVAL !== undefined;
+  const sessionTouchIntervalMs = touchIsSet
+    ? duration("SA_SESSION_TOUCH_INTERVAL", 0, sessionIdleTimeoutMs)
+    : Math.min(parseDuration(DEFAULTS.SA_SESSION_TOUCH_INTERVAL), Math.floor(sessionIdleTimeoutMs / 6));
+
   return {
     host: nonEmpty("SA_HOST"),
     grpcPort: integer("SA_GRPC_PORT", 0, 65535),
@@ -155,9 +162,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accessTokenTtlMs,
     refreshGraceMs: duration("SA_REFRESH_GRACE", 0, 300_000),
     sessionIdleTimeoutMs,
-    sessionTouchIntervalMs: duration("SA_SESSION_TOUCH_INTERVAL", 0, sessionIdleTimeoutMs),
+    sessionTouchIntervalMs,
     sessionAbsoluteLifetimeMs,
-    clockSkewMs: duration("SA_CLOCK_SKEW", 0, 300_000),
+    // At least 1 s: after a global logout new tokens carry iat = the user's
+    // whole-second not-before, up to 1 s ahead of now; less skew refuses them.
+    clockSkewMs: duration("SA_CLOCK_SKEW", 1000, 300_000),
     maxTokenBytes: integer("SA_MAX_TOKEN_BYTES", 512, 65536),
     keyRefreshIntervalMs: duration("SA_KEY_REFRESH_INTERVAL", 1000),
     keyPublishDelayMs: duration("SA_KEY_PUBLISH_DELAY", 0),
