@@ -48,8 +48,10 @@ export class SigningKeyRing {
   /** Loads the keys, creating the first one if the store has none. */
   async start(): Promise<void> {
     await this.reload();
-    if (!this.activeKey()) {
-      await this.add(this.options.clock.now());
+    if (this.keys.size === 0) {
+      // Only one of several replicas starting together on an empty store wins; the
+      // others load the winner's key.
+      await this.add(this.options.clock.now(), true);
       await this.reload();
     }
     this.timer = setInterval(() => void this.reload().catch((e) => this.options.logger.warn({ err: e }, "signing key refresh failed")), this.options.refreshIntervalMs);
@@ -171,7 +173,7 @@ export class SigningKeyRing {
     };
   }
 
-  private async add(activatesAt: number): Promise<StoredSigningKey> {
+  private async add(activatesAt: number, onlyIfFirst = false): Promise<StoredSigningKey> {
     const { algorithm, keyEncryptionKey, store, clock, logger } = this.options;
     const pair = generateKeys(algorithm);
     const publicJwk = pair.publicKey.export({ format: "jwk" }) as JWK;
@@ -192,7 +194,7 @@ export class SigningKeyRing {
       activatesAt,
       retiresAt: 0,
     };
-    await store.addSigningKey(stored);
+    if (onlyIfFirst ? !(await store.addFirstSigningKey(stored)) : !(await store.addSigningKey(stored))) return stored;
     logger.info({ kid, alg: algorithm, activatesAt: new Date(activatesAt).toISOString() }, "signing key added");
     return stored;
   }

@@ -172,6 +172,10 @@ export class MemorySessionStore implements SessionStore {
     return true;
   }
 
+  async addFirstSigningKey(key: StoredSigningKey): Promise<boolean> {
+    return this.keys.size === 0 && this.addSigningKey(key);
+  }
+
   async updateSigningKey(key: StoredSigningKey): Promise<void> {
     this.keys.set(key.kid, { ...key });
   }

@@ -17,6 +17,7 @@ const SCRIPTS = {
   saEndSessions: { keys: 3, file: "end-sessions.lua" },
   saRevokeToken: { keys: 2, file: "revoke-token.lua" },
   saOutboxAck: { keys: 1, file: "outbox-ack.lua" },
+  saAddFirstKey: { keys: 1, file: "add-first-key.lua" },
   saCheck: { keys: 5, file: "check.lua" },
   saList: { keys: 1, file: "list.lua" },
 } as const;
@@ -238,6 +239,10 @@ export class RedisSessionStore implements SessionStore {
 
   async addSigningKey(key: StoredSigningKey): Promise<boolean> {
     return (await this.run(() => this.redis.hsetnx(`${this.prefix}:keys`, key.kid, JSON.stringify(key)))) === 1;
+  }
+
+  async addFirstSigningKey(key: StoredSigningKey): Promise<boolean> {
+    return (await this.run(() => this.redis.saAddFirstKey(`${this.prefix}:keys`, key.kid, JSON.stringify(key)))) === 1;
   }
 
   async updateSigningKey(key: StoredSigningKey): Promise<void> {

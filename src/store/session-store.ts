@@ -212,6 +212,8 @@ export interface SessionStore {
   listSigningKeys(): Promise<StoredSigningKey[]>;
   /** Adds a key unless one with its kid exists; returns whether it was added. */
   addSigningKey(key: StoredSigningKey): Promise<boolean>;
+  /** Adds a key only if the store holds none; false if another replica got there first. */
+  addFirstSigningKey(key: StoredSigningKey): Promise<boolean>;
   updateSigningKey(key: StoredSigningKey): Promise<void>;
   removeSigningKey(kid: string): Promise<void>;
 

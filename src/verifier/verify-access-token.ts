@@ -82,7 +82,11 @@ const fail = (reason: InvalidReason, message: string): VerifyResult => ({ ok: fa
 export function verifyAccessToken(token: string, options: VerifyOptions): VerifyResult {
   if (token.length > options.maxTokenBytes) return fail("too_large", `token exceeds ${options.maxTokenBytes} bytes`);
   const parts = token.split(".");
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) return fail("malformed", "not a compact JWS");
+  // An empty signature is well-formed (that is how `alg: none` looks); the
+  // algorithm check below refuses it for what it is.
+  if (parts.length !== 3 || !SEGMENT.test(parts[0]!) || !SEGMENT.test(parts[1]!) || !(parts[2] === "" || SEGMENT.test(parts[2]!))) {
+    return fail("malformed", "not a compact JWS");
+  }
   const header = decodeJson(parts[0]!);
   if (!header) return fail("malformed", "header is not base64url JSON");
 

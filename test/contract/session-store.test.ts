@@ -703,6 +703,16 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
   });
 
   describe('signing keys', () => {
+    it('addFirstSigningKey: exactly one of several concurrent first keys wins', async () => {
+      const candidates = ['f1', 'f2', 'f3', 'f4', 'f5'].map((kid) => signingKey(kid));
+      const won = await Promise.all(candidates.map((k) => store.addFirstSigningKey(k)));
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const kept = await store.listSigningKeys();
+      expect(kept).toEqual([candidates[won.indexOf(true)]]);
+      expect(await store.addFirstSigningKey(signingKey('late'))).toBe(false);
+    });
+
+
     it('add (false on duplicate kid), list, update, remove', async () => {
       expect(await store.listSigningKeys()).toEqual([]);
       const k1 = signingKey('k1');

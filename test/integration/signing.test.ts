@@ -95,9 +95,9 @@ describe.each(['EdDSA', 'RS256', 'ES256'] as const)('signing with %s', (alg) => 
     const payload = decodeJwt(s.access).payload;
     const kid = header.kid as string;
 
-    // alg none: the canonical unsecured form has an empty signature; the
-    // verifier's structure check (three non-empty segments) refuses it first.
-    expect(await reasonOf(`${b64({ alg: 'none', typ: 'at+jwt', kid })}.${p}.`)).toBe('MALFORMED');
+    // alg none, in its canonical unsecured form (empty signature) and with one.
+    expect(await reasonOf(`${b64({ alg: 'none', typ: 'at+jwt', kid })}.${p}.`)).toBe('UNSUPPORTED_ALGORITHM');
+    expect(await reasonOf(`${b64({ alg: header.alg, typ: 'at+jwt', kid })}.${p}.`)).toBe('BAD_SIGNATURE');
     expect(await reasonOf(`${b64({ alg: 'none', typ: 'at+jwt', kid })}.${p}.${sig}`)).toBe('UNSUPPORTED_ALGORITHM');
     expect(await reasonOf(`${b64({ alg: 'NONE', typ: 'at+jwt', kid })}.${p}.${sig}`)).toBe('UNSUPPORTED_ALGORITHM');
 
