@@ -34,7 +34,9 @@ interface LoadResult { rpc: string; calls: number; errors: number; firstError: s
 async function main() {
   const redis = await startRedis();
   const apiKey = `bench_${randomBytes(16).toString("base64url")}`;
-  const server = spawn(process.execPath, ["--import", "tsx", "bench/transport-server.ts"], {
+  // BENCH_SERVER_NODE_ARGS="--cpu-prof" profiles the authority under load.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const server = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "bench/transport-server.ts"], {
     env: {
       ...process.env,
       REDIS_URL: redis.url,
@@ -52,7 +54,8 @@ async function main() {
     console.log(`# bench:authority  ${new Date().toISOString()}  node ${process.version}  runs=${RUNS} × ${SECONDS}s, ${CONCURRENCY} in flight`);
 
     const rows: string[] = [];
-    for (const rpc of PHASES.has("load") ? (["createSession", "refresh", "validateToken"] as const) : []) {
+    const rpcs = (process.env.BENCH_RPCS ?? "createSession,refresh,validateToken").split(",");
+    for (const rpc of PHASES.has("load") ? rpcs : []) {
       const results: LoadResult[] = [];
       for (let i = 0; i < RUNS; i++) results.push(await load({ target, rpc, concurrency: CONCURRENCY, durationMs: SECONDS * 1000, apiKey }));
       const errors = results.reduce((n, r) => n + r.errors, 0);

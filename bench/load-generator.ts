@@ -3,10 +3,10 @@
 // Run by bench/authority.ts so the load never shares a process with the server.
 import { create } from "@bufbuild/protobuf";
 import {
-  CreateSessionRequestSchema, RefreshRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema,
-  type CreateSessionResponse, type RefreshResponse, type ValidateTokenResponse,
+  CreateSessionRequestSchema, CreateSessionResponseSchema, RefreshRequestSchema, RefreshResponseSchema, SessionAuthorityService,
+  ValidateTokenRequestSchema, ValidateTokenResponseSchema,
 } from "../src/gen/sessionauthority/v1/authority_pb.js";
-import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
+import { H2GrpcClient } from "./h2-grpc-client.js";
 
 interface Job {
   target: string;
@@ -18,22 +18,22 @@ interface Job {
 
 const job = JSON.parse(process.env.BENCH_JOB!) as Job;
 // Several HTTP/2 connections, as a fleet of callers would have.
-// A local subchannel pool per client gives each its own TCP connection.
-const clients = Array.from({ length: 4 }, () => new GrpcJsClient(SessionAuthorityService, job.target, { "grpc.use_local_subchannel_pool": 1 }));
-const auth = withAuthorization(`ApiKey ${job.apiKey}`);
+const clients = Array.from({ length: 4 }, () => new H2GrpcClient(job.target));
+const auth = { authorization: `ApiKey ${job.apiKey}` };
+const path = (method: string) => `/${SessionAuthorityService.typeName}/${method}`;
 const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 let counter = 0;
 
-function createSession(client: GrpcJsClient) {
+function createSession(client: H2GrpcClient) {
   const n = counter++;
-  return client.call<typeof CreateSessionRequestSchema, never>(
-    "createSession",
+  return client.call(
+    path("CreateSession"), CreateSessionRequestSchema, CreateSessionResponseSchema,
     create(CreateSessionRequestSchema, {
       userId: `user-${process.pid}-${n}`, username: `User ${n}`, roles: ["user", "beta"], permissions: ["orders:read", "orders:write"],
       device: { id: `device-${n}`, name: "Chrome on Windows" }, userAgent: UA, ipAddress: "203.0.113.7",
     }),
     auth,
-  ) as Promise<CreateSessionResponse>;
+  );
 }
 
 async function main() {
@@ -53,11 +53,11 @@ async function main() {
       job.rpc === "createSession" ? () => createSession(client).then(() => undefined)
       : job.rpc === "refresh"
         ? () =>
-            (client.call("refresh", create(RefreshRequestSchema, { refreshToken })) as Promise<RefreshResponse>).then((r) => {
+            client.call(path("Refresh"), RefreshRequestSchema, RefreshResponseSchema, create(RefreshRequestSchema, { refreshToken })).then((r) => {
               refreshToken = r.tokens!.refreshToken;
             })
         : () =>
-            (client.call("validateToken", create(ValidateTokenRequestSchema, { accessToken })) as Promise<ValidateTokenResponse>).then((r) => {
+            client.call(path("ValidateToken"), ValidateTokenRequestSchema, ValidateTokenResponseSchema, create(ValidateTokenRequestSchema, { accessToken })).then((r) => {
               if (!r.valid) throw new Error(`token invalid: ${r.reason}`);
             });
     workers.push(async () => {

@@ -1,7 +1,8 @@
-import { randomBytes } from "node:crypto";
+
 import { SignJWT } from "jose";
 import type { StoredSession } from "../store/session-store.js";
 import type { SigningKeyRing } from "./signing-keys.js";
+import { secureRandomBytes } from "../shared/random.js";
 
 export interface IssuedAccessToken {
   token: string;
@@ -31,7 +32,7 @@ export class AccessTokenIssuer {
     const key = keys.signingKey();
     const iat = Math.max(Math.floor(now / 1000), notBefore);
     const exp = Math.min(iat + Math.floor(ttlMs / 1000), Math.floor(session.absoluteExpiresAt / 1000));
-    const jti = randomBytes(16).toString("base64url");
+    const jti = secureRandomBytes(16).toString("base64url");
     const token = await new SignJWT({
       client_id: session.clientId,
       sid: session.sid,

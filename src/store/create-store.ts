@@ -17,6 +17,9 @@ export async function createStore(config: Config, logger: Logger): Promise<Sessi
   if (!config.redisUrl) return new MemorySessionStore({ outbox });
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
+    // Commands issued in the same tick go out in one write: under load this
+    // cuts the socket writes that dominated the authority's CPU profile.
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: config.redisCommandTimeoutMs,

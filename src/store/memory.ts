@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { secureRandomBytes } from "../shared/random.js";
 import type {
   CheckInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
   RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
@@ -196,7 +196,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   private record(event: Omit<OutboxEvent, "id">): void {
-    if (this.emit) this.outbox.push({ id: `${randomBytes(12).toString("base64url")}.1`, ...event });
+    if (this.emit) this.outbox.push({ id: `${secureRandomBytes(12).toString("base64url")}.1`, ...event });
   }
 
   private liveSession(sid: string, userId: string | undefined, now: number): Entry | undefined {

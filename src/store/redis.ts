@@ -1,9 +1,9 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Cluster, Redis } from "ioredis";
 import { AuthorityError } from "../shared/errors.js";
 import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
 import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
+import { secureRandomBytes } from "../shared/random.js";
 import type {
   CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, OutboxBatch, OutboxEvent, ReuseInput, ReuseResult,
   RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
@@ -295,7 +295,7 @@ export class RedisSessionStore implements SessionStore {
 
 const OUTBOX_SWEEP_MS = 30_000;
 
-const eventIdPrefix = () => randomBytes(12).toString("base64url");
+const eventIdPrefix = () => secureRandomBytes(12).toString("base64url");
 
 function sessionOf(sid: string, blob: Buffer, lastActivityAt: number, idleExpiresAt: number, absoluteExpiresAt: number): StoredSession {
   return {

@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { secureRandomBytes } from "../shared/random.js";
 
 /**
  * Session ids carry the user's hash-slot tag: 16 characters (96 bits) derived
@@ -17,7 +18,7 @@ export function userTag(userId: string): string {
 }
 
 export function newSessionId(userId: string): string {
-  return userTag(userId) + randomBytes(12).toString("base64url");
+  return userTag(userId) + secureRandomBytes(12).toString("base64url");
 }
 
 export function isSessionId(text: string): boolean {

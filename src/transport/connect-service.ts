@@ -1,9 +1,8 @@
-import { randomUUID } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "../authority/status-table.js";
-import { toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
 
 /** Registers the same handlers on a Connect router (Connect, gRPC-Web and gRPC for browsers and curl). */
 export function connectService(router: ConnectRouter, service: DescService, handlers: Record<string, UnaryHandler>, logger: Logger): void {
@@ -15,9 +14,7 @@ export function connectService(router: ConnectRouter, service: DescService, hand
     implementation[method.localName] = async (request, ctx) => {
       const context: CallContext = {
         header: (name) => ctx.requestHeader.get(name) ?? undefined,
-        requestId: ctx.requestHeader.get("x-request-id")?.slice(0, 64) || randomUUID(),
-        peer: ctx.requestHeader.get("x-forwarded-for") ?? "",
-        signal: ctx.signal,
+        requestId: requestIdFrom(ctx.requestHeader.get("x-request-id") ?? undefined),
       };
       try {
         return await handler(request, context);

@@ -1,10 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "../authority/status-table.js";
-import { toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
 
 /**
  * Serves protobuf-es handlers on a @grpc/grpc-js server (the fastest gRPC
@@ -54,13 +53,11 @@ function serialize(schema: DescMessage, message: any): Buffer {
 }
 
 function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown>): CallContext {
-  const controller = new AbortController();
-  call.on("cancelled", () => controller.abort());
   const header = (name: string) => {
     const v = call.metadata.get(name)[0];
     return typeof v === "string" ? v : undefined;
   };
-  return { header, requestId: header("x-request-id")?.slice(0, 64) || randomUUID(), peer: call.getPeer(), signal: controller.signal };
+  return { header, requestId: requestIdFrom(header("x-request-id")) };
 }
 
 function fail(callback: grpc.sendUnaryData<unknown>, error: unknown, logger: Logger, method: string, requestId: string): void {
