@@ -10,6 +10,7 @@ import type { SessionStore } from "../store/session-store.js";
 import type { UnaryHandler } from "../transport/call-context.js";
 import { connectService } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
+import { OutboxRelay } from "../events/outbox-relay.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
 import { CallerAuthenticator } from "./caller-auth.js";
 import { createAuthorityHandlers } from "./handlers.js";
@@ -30,6 +31,8 @@ export interface RunningAuthority {
   sessions: SessionService;
   keys: SigningKeyRing;
   events: SecurityEvents;
+  /** Publishes the outbox to NATS; absent without NATS_URL. */
+  relay: OutboxRelay | undefined;
   /** The RPC handlers, for serving them on another transport. */
   handlers: Record<string, UnaryHandler>;
   stop(): Promise<void>;
@@ -46,18 +49,30 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const { config, store, logger } = options;
   const clock = options.clock ?? systemClock;
   const keyEncryptionKey = config.keyEncryptionKey ?? randomBytes(32);
+  // The relay publishes what the store's scripts put in the outbox; without NATS
+  // the store keeps no outbox at all (see createStore).
+  const relay = config.natsUrl
+    ? new OutboxRelay({
+        store, logger, clock,
+        servers: config.natsUrl.split(","),
+        revocationMaxAgeMs: config.accessTokenTtlMs + config.clockSkewMs + 60_000,
+      })
+    : undefined;
+  relay?.start();
   const keys = new SigningKeyRing({
     store, keyEncryptionKey, clock, logger,
     algorithm: config.signingAlgorithm,
     publishDelayMs: config.keyPublishDelayMs,
     retainMs: config.accessTokenTtlMs + config.clockSkewMs,
     refreshIntervalMs: config.keyRefreshIntervalMs,
+    onKeyAdded: (kid) => void relay?.publishKeyChange(kid, false),
   });
   await keys.start();
 
   const events = new SecurityEvents(logger);
   const sessions = new SessionService({
     store, keys, clock, logger, events,
+    revocationRecorded: () => relay?.kick(),
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });
@@ -95,8 +110,10 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     keys,
     events,
     handlers,
+    relay,
     async stop() {
       keys.stop();
+      await relay?.stop();
       await Promise.all([
         new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
         new Promise<void>((resolve) => {

@@ -22,6 +22,8 @@ export interface SigningKeyRingOptions {
   retainMs: number;
   /** How often the ring rereads the store to see other replicas' rotations. */
   refreshIntervalMs: number;
+  /** Told about every key this replica adds, so verifiers can be told at once. */
+  onKeyAdded?: (kid: string) => void;
 }
 
 interface LoadedKey {
@@ -198,6 +200,7 @@ export class SigningKeyRing {
     };
     if (onlyIfFirst ? !(await store.addFirstSigningKey(stored)) : !(await store.addSigningKey(stored))) return stored;
     logger.info({ kid, alg: algorithm, activatesAt: new Date(activatesAt).toISOString() }, "signing key added");
+    this.options.onKeyAdded?.(kid);
     return stored;
   }
 }

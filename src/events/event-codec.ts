@@ -1,0 +1,67 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  RevocationEventSchema, SecurityEventSchema, SecurityEventType, SigningKeyEventSchema,
+} from "../gen/sessionauthority/v1/events_pb.js";
+import type { OutboxEvent } from "../store/session-store.js";
+import { SUBJECTS } from "./subjects.js";
+
+/** A revocation as a verifier applies it. Times in ms; notBefore in seconds. */
+export interface RevocationEntry {
+  kind: "token" | "session" | "user";
+  jti?: string;
+  sid?: string;
+  userId?: string;
+  notBefore?: number;
+  reason: number;
+  expiresAt: number;
+}
+
+export interface EncodedEvent {
+  subject: string;
+  data: Uint8Array;
+  /** The message id JetStream deduplicates on. */
+  id: string;
+}
+
+/** Turns an outbox entry into the message published for it. */
+export function encodeOutboxEvent(e: OutboxEvent): EncodedEvent {
+  if (e.type === "refresh_reuse") {
+    const message = create(SecurityEventSchema, {
+      id: e.id, type: SecurityEventType.REFRESH_REUSE, userId: e.userId, sessionId: e.sid ?? "", at: timestampFromMs(e.at),
+      detail: "a rotated refresh token was presented again after the grace window; the session was ended",
+    });
+    return { subject: SUBJECTS.security("refresh_reuse"), data: toBinary(SecurityEventSchema, message), id: e.id };
+  }
+  const common = { id: e.id, userId: e.userId, reason: e.reason, revokedAt: timestampFromMs(e.at), expiresAt: timestampFromMs(e.expiresAt) };
+  const [subject, target] =
+    e.type === "token_revoked" ? [SUBJECTS.revokedToken, { case: "token" as const, value: { tokenId: e.jti ?? "", sessionId: e.sid ?? "" } }]
+    : e.type === "session_revoked" ? [SUBJECTS.revokedSession, { case: "session" as const, value: { sessionId: e.sid ?? "" } }]
+    : [SUBJECTS.revokedUser, { case: "user" as const, value: { notBefore: BigInt(e.notBefore ?? 0) } }];
+  return { subject, data: toBinary(RevocationEventSchema, create(RevocationEventSchema, { ...common, target })), id: e.id };
+}
+
+export function encodeKeyEvent(id: string, kid: string, retired: boolean, at: number): EncodedEvent {
+  return { subject: SUBJECTS.keys, data: toBinary(SigningKeyEventSchema, create(SigningKeyEventSchema, { id, kid, retired, at: timestampFromMs(at) })), id };
+}
+
+export type DecodedMessage = { type: "revocation"; entry: RevocationEntry } | { type: "keys" } | { type: "ignored" };
+
+/** Reads a message of the revocation stream; unknown subjects are ignored (forward compatibility). */
+export function decodeStreamMessage(subject: string, data: Uint8Array): DecodedMessage {
+  if (subject === SUBJECTS.keys) return { type: "keys" };
+  if (!subject.startsWith("sa.v1.revocation.")) return { type: "ignored" };
+  const e = fromBinary(RevocationEventSchema, data);
+  const expiresAt = e.expiresAt ? timestampDate(e.expiresAt).getTime() : 0;
+  const base = { reason: e.reason, expiresAt, userId: e.userId };
+  switch (e.target.case) {
+    case "token":
+      return { type: "revocation", entry: { ...base, kind: "token", jti: e.target.value.tokenId, sid: e.target.value.sessionId } };
+    case "session":
+      return { type: "revocation", entry: { ...base, kind: "session", sid: e.target.value.sessionId } };
+    case "user":
+      return { type: "revocation", entry: { ...base, kind: "user", notBefore: Number(e.target.value.notBefore) } };
+    default:
+      return { type: "ignored" };
+  }
+}

@@ -1,0 +1,143 @@
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Clock } from "../shared/clock.js";
+import type { Logger } from "../shared/logger.js";
+import { secureRandomBytes } from "../shared/random.js";
+import type { SessionStore } from "../store/session-store.js";
+import { encodeKeyEvent, encodeOutboxEvent, type EncodedEvent } from "./event-codec.js";
+import { ensureStreams } from "./streams.js";
+
+export interface OutboxRelayOptions {
+  store: SessionStore;
+  /** NATS server URL(s), comma-separated or a list. */
+  servers: string | string[];
+  /** The revocation stream's max age: longest access-token life plus skew. */
+  revocationMaxAgeMs: number;
+  logger: Logger;
+  clock: Clock;
+  /** How often the outbox is polled when nothing kicked the relay (other replicas' leftovers). */
+  pollIntervalMs?: number;
+  streamReplicas?: number;
+}
+
+/**
+ * Publishes the store's outbox to JetStream until each event is acknowledged,
+ * then removes it from the outbox. Publishing is idempotent by event id, so a
+ * crash between publish and removal only causes a duplicate that JetStream
+ * drops. While NATS is down events wait in the store; nothing acknowledged to a
+ * caller is lost. Every replica runs a relay; they may publish the same event,
+ * which deduplication absorbs.
+ */
+export class OutboxRelay {
+  private nc: NatsConnection | undefined;
+  private js: JetStreamClient | undefined;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private kicked = false;
+  private loop: Promise<void> | undefined;
+  private streamsReady = false;
+  /** Events published since start, for tests and metrics. */
+  published = 0;
+
+  constructor(private readonly o: OutboxRelayOptions) {}
+
+  /** Starts in the background: the authority serves even while NATS is unreachable. */
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Publishes pending events now instead of at the next poll. */
+  kick(): void {
+    this.kicked = true;
+    this.wake?.();
+  }
+
+  /** Publishes a key-set change; best effort, verifiers also refetch on unknown kids. */
+  async publishKeyChange(kid: string, retired: boolean): Promise<void> {
+    const js = this.js;
+    if (!js) return;
+    const event = encodeKeyEvent(secureRandomBytes(12).toString("base64url"), kid, retired, this.o.clock.now());
+    await this.publish(js, event).catch((e) => this.o.logger.warn({ err: (e as Error).message, kid }, "key change not published"));
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.nc?.drain().catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    const { logger } = this.o;
+    while (this.running && !this.nc) {
+      try {
+        this.nc = await connect({
+          servers: this.o.servers,
+          name: "session-authority relay",
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          pingInterval: 5000,
+          timeout: 2000,
+        });
+        this.js = jetstream(this.nc, { timeout: 2000 });
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, "NATS unreachable; revocations wait in the outbox");
+        await this.sleep(1000);
+      }
+    }
+    while (this.running) {
+      try {
+        if (!this.streamsReady) {
+          await ensureStreams(this.nc!, this.o.revocationMaxAgeMs, this.o.streamReplicas);
+          this.streamsReady = true;
+        }
+        const sent = await this.drainOnce();
+        if (sent > 0) continue;
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, "outbox relay: publish failed; retrying");
+        await this.sleep(250);
+        continue;
+      }
+      await this.sleep(this.o.pollIntervalMs ?? 500);
+    }
+  }
+
+  private async drainOnce(): Promise<number> {
+    this.kicked = false;
+    const batch = await this.o.store.readOutbox(256);
+    if (batch.events.length === 0) return 0;
+    const js = this.js!;
+    const done: string[] = [];
+    try {
+      // Published concurrently; an event leaves the outbox only after JetStream acked it.
+      await Promise.all(batch.events.map(async (event) => {
+        await this.publish(js, encodeOutboxEvent(event));
+        done.push(event.id);
+      }));
+    } finally {
+      if (done.length) await batch.ack(done);
+      this.published += done.length;
+    }
+    return done.length;
+  }
+
+  private async publish(js: JetStreamClient, event: EncodedEvent): Promise<void> {
+    await js.publish(event.subject, event.data, { msgID: event.id, timeout: 2000 });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.kicked) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+}
