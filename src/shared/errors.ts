@@ -1,6 +1,6 @@
 /**
  * Every failure the authority reports to a caller. Callers `switch` on `code`;
- * the gRPC status for each code lives in one table (authority/status-table.ts).
+ * the gRPC status for each code lives in one table (transport/status-table.ts).
  */
 export type ErrorCode =
   | "invalid_argument"
@@ -11,6 +11,8 @@ export type ErrorCode =
   | "refresh_token_reused"
   | "session_ended"
   | "store_unavailable"
+  | "unavailable"
+  | "unimplemented"
   | "deadline_exceeded"
   | "internal";
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { STATUS_OF } from "../authority/status-table.js";
+import { STATUS_OF } from "./status-table.js";
 import { AuthorityError, type ErrorCode } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 

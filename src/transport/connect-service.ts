@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../shared/logger.js";
-import { ERROR_CODE_HEADER } from "../authority/status-table.js";
+import { ERROR_CODE_HEADER } from "./status-table.js";
 import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
 
 /** Registers the same handlers on a Connect router (Connect, gRPC-Web and gRPC for browsers and curl). */

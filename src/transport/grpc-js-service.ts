@@ -2,7 +2,7 @@ import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbu
 import * as grpc from "@grpc/grpc-js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
-import { ERROR_CODE_HEADER } from "../authority/status-table.js";
+import { ERROR_CODE_HEADER } from "./status-table.js";
 import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
 
 /**

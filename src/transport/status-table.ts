@@ -14,6 +14,8 @@ export const STATUS_OF: Record<ErrorCode, Code> = {
   refresh_token_reused: Code.Unauthenticated,
   session_ended: Code.Unauthenticated,
   store_unavailable: Code.Unavailable,
+  unavailable: Code.Unavailable,
+  unimplemented: Code.Unimplemented,
   deadline_exceeded: Code.DeadlineExceeded,
   internal: Code.Internal,
 };
