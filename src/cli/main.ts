@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { ConfigError, loadConfig, type Config } from "../config/config.js";
+import { ConfigError, loadConfig, loadSidecarConfig, type Config, type SidecarConfig } from "../config/config.js";
+import { NatsRevocationFeed } from "../events/nats-revocation-feed.js";
+import { startSidecar } from "../sidecar/sidecar-server.js";
+import { createVerifier } from "../verifier/index.js";
 import { startAuthority } from "../authority/authority-server.js";
 import { hashApiKey } from "../authority/caller-auth.js";
 import { SigningKeyRing } from "../authority/signing-keys.js";
@@ -12,6 +15,7 @@ const USAGE = `session-authority <command>
   serve                 run the authority (configuration from the environment)
   dev                   run it for development: in-memory store unless REDIS_URL is set,
                         a generated API key, and an example call printed
+  sidecar               run a verifier sidecar beside a service (SA_AUTHORITY_URL, NATS_URL)
   keys rotate           add a new signing key (published now, used after SA_KEY_PUBLISH_DELAY)
   keys new-api-key NAME print a new random API key and its SA_API_KEYS entry
   help                  this text
@@ -24,6 +28,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(loadConfig(), false);
     case "dev":
       return serve(loadConfig(), true);
+    case "sidecar":
+      return sidecar(loadSidecarConfig());
     case "keys":
       if (sub === "rotate") return rotateKeys(loadConfig());
       if (sub === "new-api-key") return newApiKey(arg ?? "service");
@@ -72,6 +78,47 @@ async function serve(config: Config, dev: boolean): Promise<void> {
     logger.info("shutting down");
     await authority.stop();
     await store.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
+
+async function sidecar(config: SidecarConfig): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  const verifier = createVerifier({
+    jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
+    issuer: config.issuer,
+    audience: config.audience,
+    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(","), logger }),
+    clockSkewMs: config.clockSkewMs,
+    maxTokenBytes: config.maxTokenBytes,
+    maxStalenessMs: config.maxStalenessMs,
+    failMode: config.failMode,
+    tokenCacheSize: config.tokenCacheSize,
+    logger,
+  });
+  // Serve at once: health says NOT_SERVING until the keys and the revocation
+  // stream are loaded, so orchestrators wait for readiness, not for the port.
+  const running = await startSidecar(config, verifier, logger);
+  process.stdout.write(
+    [
+      "",
+      "verifier sidecar is running",
+      `  gRPC    ${config.host}:${running.grpcPort}   (ValidateToken, grpc.health.v1)`,
+      `  HTTP    http://${config.host}:${running.httpPort}   (Connect; /healthz, /readyz, /status)`,
+      `  keys    ${config.authorityUrl}/.well-known/jwks.json`,
+      `  events  ${config.natsUrl}   (fail ${config.failMode} after ${config.maxStalenessMs} ms without them)`,
+      "",
+    ].join("\n"),
+  );
+  verifier.ready().then(
+    () => logger.info("sidecar ready"),
+    () => undefined,
+  );
+  const shutdown = async () => {
+    await running.stop();
+    await verifier.close();
     process.exit(0);
   };
   process.once("SIGINT", shutdown);

@@ -69,6 +69,15 @@ export const DEFAULTS = {
   SA_KEY_PUBLISH_DELAY: "2m",
   SA_API_KEYS: "[]",
   SA_LOG_LEVEL: "info",
+  // Sidecar (session-authority sidecar); it shares SA_ISSUER, SA_AUDIENCE,
+  // SA_CLOCK_SKEW, SA_MAX_TOKEN_BYTES, NATS_URL and SA_LOG_LEVEL with the authority.
+  SA_AUTHORITY_URL: "http://127.0.0.1:8080",
+  SA_SIDECAR_HOST: "127.0.0.1",
+  SA_SIDECAR_GRPC_PORT: "50061",
+  SA_SIDECAR_HTTP_PORT: "8081",
+  SA_SIDECAR_MAX_STALENESS: "30s",
+  SA_SIDECAR_FAIL_MODE: "closed",
+  SA_SIDECAR_TOKEN_CACHE_SIZE: "10000",
 } as const;
 
 export type ConfigKey = keyof typeof DEFAULTS;
@@ -86,33 +95,7 @@ export class ConfigError extends Error {
  * SA_CONFIG_FILE may hold the same keys; the environment wins over the file.
  */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const file = env.SA_CONFIG_FILE ? readConfigFile(env.SA_CONFIG_FILE) : {};
-  const raw = (key: ConfigKey): string => env[key] ?? file[key] ?? DEFAULTS[key];
-  for (const key of Object.keys(file)) {
-    if (!(key in DEFAULTS)) throw new ConfigError(key, `unknown key in ${env.SA_CONFIG_FILE}`);
-  }
-
-  const duration = (key: ConfigKey, min: number, max = Number.MAX_SAFE_INTEGER): number => {
-    let ms: number;
-    try {
-      ms = parseDuration(raw(key));
-    } catch (e) {
-      throw new ConfigError(key, (e as Error).message);
-    }
-    if (ms < min || ms > max) throw new ConfigError(key, `must be between ${min}ms and ${max}ms`);
-    return ms;
-  };
-  const integer = (key: ConfigKey, min: number, max: number): number => {
-    const text = raw(key);
-    const n = Number(text);
-    if (!/^\d+$/.test(text) || n < min || n > max) throw new ConfigError(key, `"${text}" must be an integer from ${min} to ${max}`);
-    return n;
-  };
-  const nonEmpty = (key: ConfigKey): string => {
-    const v = raw(key).trim();
-    if (!v) throw new ConfigError(key, "must not be empty");
-    return v;
-  };
+  const { raw, file, duration, integer, nonEmpty } = reader(env);
 
   const signingAlgorithm = raw("SA_SIGNING_ALGORITHM") as SigningAlgorithm;
   if (!SIGNING_ALGORITHMS.includes(signingAlgorithm)) {
@@ -171,6 +154,83 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keyRefreshIntervalMs: duration("SA_KEY_REFRESH_INTERVAL", 1000),
     keyPublishDelayMs: duration("SA_KEY_PUBLISH_DELAY", 0),
     apiKeys: parseApiKeys(raw("SA_API_KEYS")),
+    logLevel: raw("SA_LOG_LEVEL"),
+  };
+}
+
+/** Validated access to the keys of DEFAULTS: the environment, then the optional file, then the default. */
+function reader(env: Record<string, string | undefined>) {
+  const file = env.SA_CONFIG_FILE ? readConfigFile(env.SA_CONFIG_FILE) : {};
+  const raw = (key: ConfigKey): string => env[key] ?? file[key] ?? DEFAULTS[key];
+  for (const key of Object.keys(file)) {
+    if (!(key in DEFAULTS)) throw new ConfigError(key, `unknown key in ${env.SA_CONFIG_FILE}`);
+  }
+
+  const duration = (key: ConfigKey, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    let ms: number;
+    try {
+      ms = parseDuration(raw(key));
+    } catch (e) {
+      throw new ConfigError(key, (e as Error).message);
+    }
+    if (ms < min || ms > max) throw new ConfigError(key, `must be between ${min}ms and ${max}ms`);
+    return ms;
+  };
+  const integer = (key: ConfigKey, min: number, max: number): number => {
+    const text = raw(key);
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < min || n > max) throw new ConfigError(key, `"${text}" must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  const nonEmpty = (key: ConfigKey): string => {
+    const v = raw(key).trim();
+    if (!v) throw new ConfigError(key, "must not be empty");
+    return v;
+  };
+
+  return { raw, file, duration, integer, nonEmpty };
+}
+
+export interface SidecarConfig {
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  /** The authority's HTTP base URL; its /.well-known/jwks.json holds the keys. */
+  authorityUrl: string;
+  natsUrl: string;
+  issuer: string;
+  audience: string;
+  clockSkewMs: number;
+  maxTokenBytes: number;
+  /** After this long without its event feed the sidecar fails closed (or open, visibly). */
+  maxStalenessMs: number;
+  failMode: "closed" | "open";
+  tokenCacheSize: number;
+  logLevel: string;
+}
+
+/** The sidecar's configuration; same rules and sources as loadConfig. */
+export function loadSidecarConfig(env: Record<string, string | undefined> = process.env): SidecarConfig {
+  const { raw, duration, integer, nonEmpty } = reader(env);
+  const authorityUrl = nonEmpty("SA_AUTHORITY_URL").replace(/\/+$/, "");
+  if (!/^https?:\/\//.test(authorityUrl)) throw new ConfigError("SA_AUTHORITY_URL", "must be the authority's http:// or https:// URL");
+  const natsUrl = raw("NATS_URL").trim();
+  if (!natsUrl) throw new ConfigError("NATS_URL", "is required: without the revocation feed a sidecar cannot honour logouts");
+  const failMode = raw("SA_SIDECAR_FAIL_MODE");
+  if (failMode !== "closed" && failMode !== "open") throw new ConfigError("SA_SIDECAR_FAIL_MODE", 'must be "closed" or "open"');
+  return {
+    host: nonEmpty("SA_SIDECAR_HOST"),
+    grpcPort: integer("SA_SIDECAR_GRPC_PORT", 0, 65535),
+    httpPort: integer("SA_SIDECAR_HTTP_PORT", 0, 65535),
+    authorityUrl,
+    natsUrl,
+    issuer: nonEmpty("SA_ISSUER"),
+    audience: nonEmpty("SA_AUDIENCE"),
+    clockSkewMs: duration("SA_CLOCK_SKEW", 1000, 300_000),
+    maxTokenBytes: integer("SA_MAX_TOKEN_BYTES", 512, 65536),
+    maxStalenessMs: duration("SA_SIDECAR_MAX_STALENESS", 1000),
+    failMode,
+    tokenCacheSize: integer("SA_SIDECAR_TOKEN_CACHE_SIZE", 0, 10_000_000),
     logLevel: raw("SA_LOG_LEVEL"),
   };
 }

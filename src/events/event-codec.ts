@@ -4,18 +4,8 @@ import {
   RevocationEventSchema, SecurityEventSchema, SecurityEventType, SigningKeyEventSchema,
 } from "../gen/sessionauthority/v1/events_pb.js";
 import type { OutboxEvent } from "../store/session-store.js";
+import type { RevocationEntry } from "../verifier/revocation-feed.js";
 import { SUBJECTS } from "./subjects.js";
-
-/** A revocation as a verifier applies it. Times in ms; notBefore in seconds. */
-export interface RevocationEntry {
-  kind: "token" | "session" | "user";
-  jti?: string;
-  sid?: string;
-  userId?: string;
-  notBefore?: number;
-  reason: number;
-  expiresAt: number;
-}
 
 export interface EncodedEvent {
   subject: string;

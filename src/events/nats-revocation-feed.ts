@@ -2,14 +2,9 @@ import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { silentLogger, type Logger } from "../shared/logger.js";
-import { decodeStreamMessage, type RevocationEntry } from "./event-codec.js";
+import type { FeedSink, RevocationFeed } from "../verifier/revocation-feed.js";
+import { decodeStreamMessage } from "./event-codec.js";
 import { STREAMS } from "./subjects.js";
-
-/** Where the feed delivers what it reads. */
-export interface FeedSink {
-  apply(entry: RevocationEntry): void;
-  keysChanged(): void;
-}
 
 export interface NatsRevocationFeedOptions {
   /** NATS server URL(s); several for a cluster. */
@@ -37,7 +32,7 @@ export interface NatsRevocationFeedOptions {
  * await verifier.ready();
  * ```
  */
-export class NatsRevocationFeed {
+export class NatsRevocationFeed implements RevocationFeed {
   private nc: NatsConnection | undefined;
   private jsm: JetStreamManager | undefined;
   private messages: ConsumerMessages | undefined;

@@ -2,7 +2,7 @@
 // NATS is up, later (and still exactly once per event) when it was down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsRevocationFeed } from '../../src/events/nats-revocation-feed.js';
-import type { RevocationEntry } from '../../src/events/event-codec.js';
+import type { RevocationEntry } from '../../src/verifier/revocation-feed.js';
 import { RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { startNats, type NatsProcess } from '../support/nats-server.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
