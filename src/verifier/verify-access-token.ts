@@ -4,7 +4,15 @@ import { verify as verifySignature, type KeyObject } from "node:crypto";
 export const ACCEPTED_ALGORITHMS = ["ES256", "EdDSA", "Ed25519", "RS256"] as const;
 export type AcceptedAlgorithm = (typeof ACCEPTED_ALGORITHMS)[number];
 
-/** Why a token was refused. The names mirror the proto enum TokenInvalidReason. */
+/**
+ * Why a token was refused. The names mirror the proto enum TokenInvalidReason.
+ *
+ * @example
+ * ```ts
+ * const result = verifyAccessToken(token, options);
+ * if (!result.ok && result.reason === "expired") console.log("ask the client to refresh");
+ * ```
+ */
 export type InvalidReason =
   | "malformed"
   | "too_large"
@@ -18,13 +26,30 @@ export type InvalidReason =
   | "not_yet_valid"
   | "revoked";
 
-/** A public key together with the one algorithm it may verify. */
+/**
+ * A public key together with the one algorithm it may verify.
+ *
+ * @example
+ * ```ts
+ * import { createPublicKey } from "node:crypto";
+ * const key: VerificationKey = { alg: "ES256", key: createPublicKey({ key: jwk, format: "jwk" }) };
+ * ```
+ */
 export interface VerificationKey {
   alg: AcceptedAlgorithm;
   key: KeyObject;
 }
 
-/** The claims of an access token (RFC 9068 plus the session authority's own). */
+/**
+ * The claims of an access token (RFC 9068 plus the session authority's own).
+ * Times are seconds since the epoch; `sub` is the user id, `sid` the session.
+ *
+ * @example
+ * ```ts
+ * const result = await verifier.verify(token);
+ * if (result.ok && result.claims.permissions.includes("orders:write")) placeOrder(result.claims.sub);
+ * ```
+ */
 export interface AccessTokenClaims {
   iss: string;
   sub: string;
@@ -39,10 +64,30 @@ export interface AccessTokenClaims {
   permissions: string[];
 }
 
+/**
+ * The outcome of `verifyAccessToken`.
+ *
+ * @example
+ * ```ts
+ * const result: VerifyResult = verifyAccessToken(token, options);
+ * console.log(result.ok ? result.claims.sub : `${result.reason}: ${result.message}`);
+ * ```
+ */
 export type VerifyResult =
   | { ok: true; claims: AccessTokenClaims }
   | { ok: false; reason: InvalidReason; message: string };
 
+/**
+ * What `verifyAccessToken` checks a token against.
+ *
+ * @example
+ * ```ts
+ * const options: VerifyOptions = {
+ *   key: (kid) => keys.get(kid), issuer: "https://auth.example.com", audience: "api",
+ *   clockSkewMs: 30_000, maxTokenBytes: 8192, now: Date.now(),
+ * };
+ * ```
+ */
 export interface VerifyOptions {
   /** Looks a key up by kid, in memory only: never fetched because a token says so. */
   key: (kid: string) => VerificationKey | undefined;

@@ -1,0 +1,286 @@
+// npm run bench:verify — local verification against its baselines, measured in
+// one run on this machine:
+//   1. never-seen tokens: Verifier vs raw jose.jwtVerify on the same tokens
+//   2. repeat tokens: Verifier cache hit (revocation check included)
+//   3. the seed's way (jwtVerify + Redis GET of a blacklist key per request)
+//   4. sidecar ValidateToken vs the authority's ValidateToken over loopback gRPC (h2load)
+//   5. propagation from Revoke acknowledged to the revocation applied at 8 verifiers
+//   6. sidecar cold start with 100k live revocations: time to ready, RSS
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import { createLocalJWKSet, jwtVerify } from "jose";
+import { hashApiKey } from "../src/authority/caller-auth.js";
+import { encodeOutboxEvent } from "../src/events/event-codec.js";
+import { NatsRevocationFeed } from "../src/events/nats-revocation-feed.js";
+import {
+  CreateSessionRequestSchema, CreateSessionResponseSchema, RevocationReason, RevokeRequestSchema, RevokeResponseSchema,
+  SessionAuthorityService, ValidateTokenRequestSchema,
+} from "../src/gen/sessionauthority/v1/authority_pb.js";
+import { createVerifier, type FeedSink, type RevocationFeed } from "../src/verifier/index.js";
+import { startNats } from "../test/support/nats-server.js";
+import { startRedis } from "../test/support/redis-server.js";
+import { H2GrpcClient } from "./h2-grpc-client.js";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const TOKENS = Number(process.env.BENCH_TOKENS ?? 5000);
+const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 100_000);
+const ISSUER = "https://bench.local";
+const AUDIENCE = "api";
+const run = promisify(execFile);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+const rows: string[][] = [];
+const report = (...cells: (string | number)[]) => {
+  rows.push(cells.map(String));
+  console.log(`| ${cells.join(" | ")} |`);
+};
+
+async function main() {
+  const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+  const apiKey = `bench_${randomBytes(16).toString("base64url")}`;
+  const env = {
+    ...process.env,
+    REDIS_URL: redis.url,
+    NATS_URL: nats.url,
+    SA_ISSUER: ISSUER,
+    SA_AUDIENCE: AUDIENCE,
+    SA_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+    SA_API_KEYS: JSON.stringify([{ name: "bench", sha256: hashApiKey(apiKey).toString("hex"), scopes: ["sessions:create", "sessions:revoke", "sessions:read"] }]),
+    SA_GRPC_PORT: "0",
+    SA_HTTP_PORT: "0",
+    SA_LOG_LEVEL: "error",
+  };
+  const children: ChildProcess[] = [];
+  try {
+    const authority = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], { env, stdio: ["ignore", "pipe", "inherit"] });
+    children.push(authority);
+    const out = await waitFor(authority, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
+    const grpcPort = Number(/gRPC\s+127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    const httpPort = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    const authorityUrl = `http://127.0.0.1:${httpPort}`;
+    const client = new H2GrpcClient(`127.0.0.1:${grpcPort}`);
+    const path = (m: string) => `/${SessionAuthorityService.typeName}/${m}`;
+    const auth = { authorization: `ApiKey ${apiKey}` };
+    const newSession = (userId: string) =>
+      client.call(path("CreateSession"), CreateSessionRequestSchema, CreateSessionResponseSchema, create(CreateSessionRequestSchema, { userId, roles: ["user"] }), auth);
+
+    console.log(`# bench:verify  ${new Date().toISOString()}  node ${process.version}\n`);
+    console.log("| measurement | result | baseline | ratio / target |\n| --- | --- | --- | --- |");
+
+    // Tokens for the in-process measurements.
+    const tokens: string[] = [];
+    for (let i = 0; i < TOKENS; i += 200) {
+      const batch = await Promise.all(Array.from({ length: Math.min(200, TOKENS - i) }, (_, j) => newSession(`bench-user-${i + j}`)));
+      tokens.push(...batch.map((r) => r.tokens!.accessToken));
+    }
+    const jwks = await (await fetch(`${authorityUrl}/.well-known/jwks.json`)).json();
+    const verifier = createVerifier({ jwksUrl: `${authorityUrl}/.well-known/jwks.json`, issuer: ISSUER, audience: AUDIENCE, feed: quietFeed(), tokenCacheSize: 0 });
+    await verifier.ready();
+    const localKeys = createLocalJWKSet(jwks);
+
+    // 1. Never-seen tokens: each token verified once per pass, the cache off.
+    const ours: number[] = [];
+    const joses: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      let t = performance.now();
+      for (const token of tokens) if (!verifier.verifySync(token).ok) throw new Error("token rejected");
+      ours.push(((performance.now() - t) * 1000) / tokens.length);
+      t = performance.now();
+      for (const token of tokens) await jwtVerify(token, localKeys, { issuer: ISSUER, audience: AUDIENCE, typ: "at+jwt" });
+      joses.push(((performance.now() - t) * 1000) / tokens.length);
+    }
+    const o1 = median(ours);
+    const j1 = median(joses);
+    report("verify, never-seen token (Verifier, revocation check included)", `${o1.toFixed(1)} µs`, `jose.jwtVerify ${j1.toFixed(1)} µs`, `${(((o1 - j1) / j1) * 100).toFixed(0)}% (target ≤ +10%)`);
+
+    // 2. Repeat tokens: cache hits, still checked against revocations.
+    const cached = createVerifier({ jwksUrl: `${authorityUrl}/.well-known/jwks.json`, issuer: ISSUER, audience: AUDIENCE, feed: quietFeed(), tokenCacheSize: 10_000 });
+    await cached.ready();
+    const hot = tokens.slice(0, 1000);
+    for (const t of hot) cached.verifySync(t);
+    const repeats: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      // Each request carries its own copy of the token string, whose hash V8 has
+      // not cached yet: copies made up front, outside the timed loop.
+      const n = 200_000;
+      const fresh = Array.from({ length: n }, (_, i) => Buffer.from(hot[i % hot.length]!).toString());
+      const t = performance.now();
+      for (let i = 0; i < n; i++) if (!cached.verifySync(fresh[i]!).ok) throw new Error("rejected");
+      repeats.push(((performance.now() - t) * 1000) / n);
+    }
+    const rep = median(repeats);
+    report("verify, repeat token (cache hit + revocation check)", `${rep.toFixed(2)} µs (${Math.round(1e6 / rep).toLocaleString("en")}/s)`, `never-seen ${o1.toFixed(1)} µs`, `${(o1 / rep).toFixed(0)}× (target ≤ 2 µs, ≥ 500k/s)`);
+
+    // 3. The seed's way: jwtVerify plus a Redis GET of a blacklist key, per request.
+    const blacklist = new Redis(redis.url);
+    for (const concurrency of [1, 32]) {
+      const rates: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        let i = 0;
+        let done = 0;
+        const end = performance.now() + SECONDS * 500;
+        await Promise.all(Array.from({ length: concurrency }, async () => {
+          while (performance.now() < end) {
+            const token = tokens[i++ % tokens.length]!;
+            const { payload } = await jwtVerify(token, localKeys, { issuer: ISSUER, audience: AUDIENCE, typ: "at+jwt" });
+            if (await blacklist.get(`blacklist:${payload.jti}`)) throw new Error("blacklisted");
+            done++;
+          }
+        }));
+        rates.push(done / (SECONDS / 2));
+      }
+      report(`seed's way: jwtVerify + Redis GET per request, concurrency ${concurrency}`, `${Math.round(median(rates)).toLocaleString("en")}/s`, `Verifier repeat ${Math.round(1e6 / rep).toLocaleString("en")}/s`, `${(1e6 / rep / median(rates)).toFixed(0)}× faster`);
+    }
+    blacklist.disconnect();
+
+    // 4. Sidecar vs authority ValidateToken over loopback gRPC, same h2load client.
+    const sidecar = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "sidecar"], {
+      env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(sidecar);
+    const sidecarOut = await waitFor(sidecar, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
+    const sidecarGrpc = Number(/gRPC\s+127\.0\.0\.1:(\d+)/.exec(sidecarOut)![1]);
+    const sidecarHttp = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(sidecarOut)![1]);
+    await until(async () => (await fetch(`http://127.0.0.1:${sidecarHttp}/readyz`)).ok);
+    const body = join(tmpdir(), `bench-verify-${process.pid}.bin`);
+    const message = toBinary(ValidateTokenRequestSchema, create(ValidateTokenRequestSchema, { accessToken: tokens[0]! }));
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    Buffer.from(message).copy(frame, 5);
+    writeFileSync(body, frame);
+    const h2 = async (port: number) => {
+      const rates: number[] = [];
+      const means: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        const { stdout } = await run("h2load", ["-c", "4", "-m", "32", "-D", String(SECONDS), "--warm-up-time", "1", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${port}${path("ValidateToken")}`]);
+        rates.push(Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(stdout)![1]));
+        const m = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(stdout)!;
+        means.push(parseTime(m[1]!));
+      }
+      return { rate: median(rates), mean: median(means) };
+    };
+    const viaSidecar = await h2(sidecarGrpc);
+    const viaAuthority = await h2(grpcPort);
+    report("ValidateToken over loopback gRPC: sidecar (h2load 4×32)", `${Math.round(viaSidecar.rate).toLocaleString("en")}/s, mean ${viaSidecar.mean.toFixed(2)} ms`, `authority ${Math.round(viaAuthority.rate).toLocaleString("en")}/s, mean ${viaAuthority.mean.toFixed(2)} ms`, `${(viaSidecar.rate / viaAuthority.rate).toFixed(1)}× (target ≥ 2×, ≥ 8k/s)`);
+
+    // 5. Propagation: Revoke acknowledged → revocation applied at 8 verifiers.
+    const arrivals = new Map<string, number[]>();
+    const feeds: NatsRevocationFeed[] = [];
+    for (let i = 0; i < 8; i++) {
+      const feed = new NatsRevocationFeed({ servers: nats.url });
+      feeds.push(feed);
+      await feed.start({
+        apply: (e) => {
+          if (e.sid) (arrivals.get(e.sid) ?? arrivals.set(e.sid, []).get(e.sid)!).push(performance.now());
+        },
+        keysChanged: () => {},
+      });
+    }
+    const delays: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const s = await newSession(`propagation-${i}`);
+      const start = performance.now();
+      await client.call(path("Revoke"), RevokeRequestSchema, RevokeResponseSchema, create(RevokeRequestSchema, { target: { case: "sessionId", value: s.sessionId }, reason: RevocationReason.ADMIN_ACTION }), auth);
+      const acked = performance.now();
+      await until(async () => (arrivals.get(s.sessionId)?.length ?? 0) === 8, 5000, 0);
+      // From the moment the caller saw the acknowledgement; arrivals before it count as 0.
+      for (const t of arrivals.get(s.sessionId)!) delays.push(Math.max(0, t - acked));
+      void start;
+    }
+    await Promise.all(feeds.map((f) => f.close()));
+    report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, "", "target p99 ≤ 5 ms");
+
+    // 6. Cold start with REVOCATIONS live revocations in the stream.
+    const nc = await connect({ servers: nats.url });
+    const js = jetstream(nc);
+    const expiresAt = Date.now() + 15 * 60_000;
+    for (let i = 0; i < REVOCATIONS; i += 1000) {
+      await Promise.all(Array.from({ length: Math.min(1000, REVOCATIONS - i) }, (_, j) => {
+        const e = encodeOutboxEvent({ id: `cold-${i + j}`, type: "session_revoked", userId: `u${i + j}`, sid: randomBytes(24).toString("base64url"), reason: 3, at: Date.now(), expiresAt });
+        return js.publish(e.subject, e.data, { msgID: e.id });
+      }));
+    }
+    await nc.close();
+    const starts: number[] = [];
+    const rss: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const t = performance.now();
+      const cold = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "sidecar"], {
+        env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0" },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      children.push(cold);
+      const coldOut = await waitFor(cold, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
+      const started = performance.now();
+      const coldHttp = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(coldOut)![1]);
+      await until(async () => (await fetch(`http://127.0.0.1:${coldHttp}/readyz`)).ok, 30_000, 5);
+      const ready = performance.now();
+      const status = await (await fetch(`http://127.0.0.1:${coldHttp}/status`)).json();
+      if (status.revocations.sessions < REVOCATIONS) throw new Error(`only ${status.revocations.sessions} revocations loaded`);
+      starts.push(ready - started);
+      rss.push(Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${cold.pid}/status`, "utf8"))![1]) / 1024);
+      void t;
+      cold.kill("SIGTERM");
+    }
+    report(`sidecar cold start, ${REVOCATIONS.toLocaleString("en")} live revocations (from listening to ready)`, `${(median(starts) / 1000).toFixed(2)} s, RSS ${median(rss).toFixed(0)} MB`, "", "target ≤ 2 s, ≤ 100 MB");
+
+    client.close();
+    await verifier.close();
+    await cached.close();
+  } finally {
+    for (const c of children) c.kill("SIGTERM");
+    await Promise.all([redis.stop(), nats.stop()]);
+  }
+}
+
+/** A feed that has nothing to say and is always connected: isolates verification cost. */
+function quietFeed(): RevocationFeed {
+  return { start: async (_sink: FeedSink) => {}, health: () => ({ connected: true, since: 0 }), close: async () => {} };
+}
+
+function parseTime(text: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(text)!;
+  return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "s" ? 1000 : 1);
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 10_000, pollMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => (pollMs ? setTimeout(r, pollMs) : setImmediate(r)));
+  }
+}
+
+function waitFor(child: ChildProcess, pattern: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (pattern.test(out)) resolve(out);
+    });
+    child.once("exit", (code) => reject(new Error(`child exited with ${code}:\n${out}`)));
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

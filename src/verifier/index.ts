@@ -1,0 +1,9 @@
+// The verifier library's public API; everything else in this folder is internal.
+export { createVerifier } from "./verifier.js";
+export type { Verifier, VerifierStatus } from "./verifier.js";
+export type { VerifierOptions } from "./verifier-options.js";
+export type { VerifierLogger } from "./verifier-logger.js";
+export type { VerifyResult, InvalidReason } from "./verifier-result.js";
+export type { RevocationFeed, FeedSink, RevocationEntry } from "./revocation-feed.js";
+export { verifyAccessToken } from "./verify-access-token.js";
+export type { AccessTokenClaims, VerifyOptions, VerificationKey } from "./verify-access-token.js";
