@@ -61,7 +61,9 @@ async function main() {
   };
   const children: ChildProcess[] = [];
   try {
-    const authority = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], { env, stdio: ["ignore", "pipe", "inherit"] });
+    // Servers run as deployed: compiled JavaScript, no TypeScript loader in the process.
+    await run("npm", ["run", "build"]);
+    const authority = spawn(process.execPath, ["dist/cli/main.js", "serve"], { env, stdio: ["ignore", "pipe", "inherit"] });
     children.push(authority);
     const out = await waitFor(authority, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
     const grpcPort = Number(/gRPC\s+127\.0\.0\.1:(\d+)/.exec(out)![1]);
@@ -143,7 +145,7 @@ async function main() {
     blacklist.disconnect();
 
     // 4. Sidecar vs authority ValidateToken over loopback gRPC, same h2load client.
-    const sidecar = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "sidecar"], {
+    const sidecar = spawn(process.execPath, ["dist/cli/main.js", "sidecar"], {
       env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0" },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -215,7 +217,7 @@ async function main() {
     const rss: number[] = [];
     for (let r = 0; r < RUNS; r++) {
       const t = performance.now();
-      const cold = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "sidecar"], {
+      const cold = spawn(process.execPath, ["dist/cli/main.js", "sidecar"], {
         env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0" },
         stdio: ["ignore", "pipe", "inherit"],
       });

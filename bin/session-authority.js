@@ -1,5 +1,13 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry point through tsx, so the package needs no build step.
-import { register } from "tsx/esm/api";
-register();
-await import("../src/cli/main.ts");
+// The compiled build (npm run build) when present; otherwise the TypeScript
+// sources through tsx, so a checkout works without a build step.
+import { existsSync } from "node:fs";
+
+const compiled = new URL("../dist/cli/main.js", import.meta.url);
+if (existsSync(compiled)) {
+  await import(compiled.href);
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("../src/cli/main.ts");
+}

@@ -1,0 +1,47 @@
+import { randomBytes } from "node:crypto";
+import type { Config } from "../config/config.js";
+import { startAuthority } from "../authority/authority-server.js";
+import { hashApiKey } from "../authority/caller-auth.js";
+import { createLogger } from "../shared/logger.js";
+import { createStore, redactUrl } from "../store/create-store.js";
+
+/** `serve` and `dev`: the authority, printing where it listens (and, in dev, a key and a call to try). */
+export async function serve(config: Config, dev: boolean): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  let devKey: string | undefined;
+  if (dev && config.apiKeys.length === 0) {
+    devKey = `dev_${randomBytes(24).toString("base64url")}`;
+    config.apiKeys = [{ name: "dev", sha256: hashApiKey(devKey).toString("hex"), scopes: ["sessions:create", "sessions:revoke", "sessions:read"] }];
+  }
+  const store = await createStore(config, logger);
+  const authority = await startAuthority({ config, store, logger });
+  const http = `http://${config.host}:${authority.httpPort}`;
+  process.stdout.write(
+    [
+      "",
+      "session authority is running",
+      `  store   ${config.redisUrl ? `redis ${redactUrl(config.redisUrl)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
+      `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService)`,
+      `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json)`,
+      ...(devKey
+        ? [
+            `  API key ${devKey}   (development only; scopes sessions:create, sessions:revoke, sessions:read)`,
+            "",
+            "try it:",
+            `  curl -s ${http}/sessionauthority.v1.SessionAuthorityService/CreateSession \\`,
+            `    -H 'content-type: application/json' -H 'authorization: ApiKey ${devKey}' \\`,
+            `    -d '{"userId":"alice","username":"Alice","roles":["user"],"device":{"id":"laptop-1","name":"Laptop"}}'`,
+          ]
+        : []),
+      "",
+    ].join("\n"),
+  );
+  const shutdown = async () => {
+    logger.info("shutting down");
+    await authority.stop();
+    await store.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}

@@ -1,0 +1,47 @@
+import type { SidecarConfig } from "../config/config.js";
+import { NatsRevocationFeed } from "../events/nats-revocation-feed.js";
+import { createLogger } from "../shared/logger.js";
+import { startSidecar } from "../sidecar/sidecar-server.js";
+import { createVerifier } from "../verifier/index.js";
+
+/** `sidecar`: a verifier beside one service. */
+export async function sidecar(config: SidecarConfig): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  const verifier = createVerifier({
+    jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
+    issuer: config.issuer,
+    audience: config.audience,
+    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(","), logger }),
+    clockSkewMs: config.clockSkewMs,
+    maxTokenBytes: config.maxTokenBytes,
+    maxStalenessMs: config.maxStalenessMs,
+    failMode: config.failMode,
+    tokenCacheSize: config.tokenCacheSize,
+    logger,
+  });
+  // Serve at once: health says NOT_SERVING until the keys and the revocation
+  // stream are loaded, so orchestrators wait for readiness, not for the port.
+  const running = await startSidecar(config, verifier, logger);
+  process.stdout.write(
+    [
+      "",
+      "verifier sidecar is running",
+      `  gRPC    ${config.host}:${running.grpcPort}   (ValidateToken, grpc.health.v1)`,
+      `  HTTP    http://${config.host}:${running.httpPort}   (Connect; /healthz, /readyz, /status)`,
+      `  keys    ${config.authorityUrl}/.well-known/jwks.json`,
+      `  events  ${config.natsUrl}   (fail ${config.failMode} after ${config.maxStalenessMs} ms without them)`,
+      "",
+    ].join("\n"),
+  );
+  verifier.ready().then(
+    () => logger.info("sidecar ready"),
+    () => undefined,
+  );
+  const shutdown = async () => {
+    await running.stop();
+    await verifier.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
