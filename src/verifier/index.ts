@@ -7,3 +7,6 @@ export type { VerifyResult, InvalidReason } from "./verifier-result.js";
 export type { RevocationFeed, FeedSink, RevocationEntry } from "./revocation-feed.js";
 export { verifyAccessToken } from "./verify-access-token.js";
 export type { AccessTokenClaims, VerifyOptions, VerificationKey } from "./verify-access-token.js";
+// The production feed: the authority's revocation stream on NATS JetStream.
+export { NatsRevocationFeed } from "../events/nats-revocation-feed.js";
+export type { NatsRevocationFeedOptions } from "../events/nats-revocation-feed.js";
