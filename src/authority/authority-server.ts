@@ -10,6 +10,7 @@ import type { SessionStore } from "../store/session-store.js";
 import type { UnaryHandler } from "../transport/call-context.js";
 import { connectService } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
+import { grpcServerCredentials } from "../transport/grpc-server-credentials.js";
 import { OutboxRelay } from "../events/outbox-relay.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
 import { CallerAuthenticator } from "./caller-auth.js";
@@ -76,7 +77,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });
-  const handlers = createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, sessions), maxTokenBytes: config.maxTokenBytes });
+  const handlers = createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, config.mtlsIdentities, sessions), maxTokenBytes: config.maxTokenBytes });
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
@@ -85,7 +86,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const { definition, implementation } = grpcJsService(SessionAuthorityService, handlers, logger);
   grpcServer.addService(definition, implementation);
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpcServerCredentials(config.tls), (err, port) => (err ? reject(err) : resolve(port))),
   );
 
   const connect = connectNodeAdapter({

@@ -52,7 +52,7 @@ const SCOPE_OF: Record<LogoutScope, DomainLogoutScope> = {
  */
 export function createAuthorityHandlers(deps: HandlerDependencies): Record<string, UnaryHandler> {
   const { sessions, auth, keys } = deps;
-  const caller = (ctx: CallContext) => auth.authenticate(ctx.header("authorization"));
+  const caller = (ctx: CallContext) => auth.authenticate(ctx);
 
   return {
     async createSession(req: CreateSessionRequest, ctx) {

@@ -21,7 +21,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
       "",
       "session authority is running",
       `  store   ${config.redisUrl ? `redis ${redactUrl(config.redisUrl)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
-      `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService)`,
+      `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService${grpcSecurity(config)})`,
       `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json)`,
       ...(devKey
         ? [
@@ -44,4 +44,9 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
   };
   process.once("SIGINT", shutdown);
   process.once("SIGTERM", shutdown);
+}
+
+function grpcSecurity(config: Config): string {
+  if (!config.tls) return "; plaintext";
+  return config.tls.clientCa ? "; TLS, client certificates verified if presented" : "; TLS";
 }

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseDuration } from "../shared/duration.js";
 
@@ -14,6 +15,22 @@ export interface ApiKeyConfig {
   /** SHA-256 of the key, hex. The key itself is never configured. */
   sha256: string;
   scopes: Scope[];
+}
+
+/** A service identified by a verified client certificate instead of an API key. */
+export interface MtlsIdentityConfig {
+  /** "CN=<common name>", "DNS:<name>" or "URI:<uri>" of the certificate. */
+  subject: string;
+  name: string;
+  scopes: Scope[];
+}
+
+/** PEM material for the gRPC port, read once at start. */
+export interface TlsConfig {
+  certChain: Buffer;
+  privateKey: Buffer;
+  /** CA bundle that client certificates are verified against; undefined: none are requested. */
+  clientCa: Buffer | undefined;
 }
 
 export interface Config {
@@ -41,6 +58,9 @@ export interface Config {
   keyRefreshIntervalMs: number;
   keyPublishDelayMs: number;
   apiKeys: ApiKeyConfig[];
+  /** undefined: the gRPC port is plaintext. */
+  tls: TlsConfig | undefined;
+  mtlsIdentities: MtlsIdentityConfig[];
   logLevel: string;
 }
 
@@ -68,6 +88,10 @@ export const DEFAULTS = {
   SA_KEY_REFRESH_INTERVAL: "30s",
   SA_KEY_PUBLISH_DELAY: "2m",
   SA_API_KEYS: "[]",
+  SA_TLS_CERT_FILE: "",
+  SA_TLS_KEY_FILE: "",
+  SA_TLS_CLIENT_CA_FILE: "",
+  SA_MTLS_IDENTITIES: "[]",
   SA_LOG_LEVEL: "info",
   // Sidecar (session-authority sidecar); it shares SA_ISSUER, SA_AUDIENCE,
   // SA_CLOCK_SKEW, SA_MAX_TOKEN_BYTES, NATS_URL and SA_LOG_LEVEL with the authority.
@@ -129,6 +153,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ? duration("SA_SESSION_TOUCH_INTERVAL", 0, sessionIdleTimeoutMs)
     : Math.min(parseDuration(DEFAULTS.SA_SESSION_TOUCH_INTERVAL), Math.floor(sessionIdleTimeoutMs / 6));
 
+  const tls = loadTls(raw);
+  const mtlsIdentities = parseMtlsIdentities(raw("SA_MTLS_IDENTITIES"));
+  if (mtlsIdentities.length && !tls?.clientCa) {
+    throw new ConfigError("SA_MTLS_IDENTITIES", "needs SA_TLS_CLIENT_CA_FILE: only certificates verified against it can identify a caller");
+  }
+
   return {
     host: nonEmpty("SA_HOST"),
     grpcPort: integer("SA_GRPC_PORT", 0, 65535),
@@ -154,6 +184,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keyRefreshIntervalMs: duration("SA_KEY_REFRESH_INTERVAL", 1000),
     keyPublishDelayMs: duration("SA_KEY_PUBLISH_DELAY", 0),
     apiKeys: parseApiKeys(raw("SA_API_KEYS")),
+    tls,
+    mtlsIdentities,
     logLevel: raw("SA_LOG_LEVEL"),
   };
 }
@@ -264,9 +296,84 @@ function parseApiKeys(text: string): ApiKeyConfig[] {
     if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(sha256)) {
       throw new ConfigError(where, "sha256 must be the 64 hex digits of the key's SHA-256 (session-authority keys hash-api-key)");
     }
-    if (!Array.isArray(scopes) || scopes.some((s) => !SCOPES.includes(s as Scope))) {
-      throw new ConfigError(where, `scopes must be a list of ${SCOPES.join(", ")}`);
+    return { name, sha256: sha256.toLowerCase(), scopes: scopeList(where, scopes) };
+  });
+}
+
+function scopeList(where: string, scopes: unknown): Scope[] {
+  if (!Array.isArray(scopes) || scopes.some((s) => !SCOPES.includes(s as Scope))) {
+    throw new ConfigError(where, `scopes must be a list of ${SCOPES.join(", ")}`);
+  }
+  return scopes as Scope[];
+}
+
+/**
+ * Reads the gRPC port's certificate, key and client CA. They are parsed here so
+ * a wrong or mismatched file stops the start with the key's name, not a TLS
+ * error on the first connection.
+ */
+function loadTls(raw: (key: ConfigKey) => string): TlsConfig | undefined {
+  const certFile = raw("SA_TLS_CERT_FILE").trim();
+  const keyFile = raw("SA_TLS_KEY_FILE").trim();
+  const caFile = raw("SA_TLS_CLIENT_CA_FILE").trim();
+  if (certFile && !keyFile) throw new ConfigError("SA_TLS_KEY_FILE", "is required with SA_TLS_CERT_FILE");
+  if (keyFile && !certFile) throw new ConfigError("SA_TLS_CERT_FILE", "is required with SA_TLS_KEY_FILE");
+  if (!certFile) {
+    if (caFile) throw new ConfigError("SA_TLS_CLIENT_CA_FILE", "needs SA_TLS_CERT_FILE and SA_TLS_KEY_FILE (client certificates exist only over TLS)");
+    return undefined;
+  }
+  const certChain = readPem("SA_TLS_CERT_FILE", certFile);
+  const privateKey = readPem("SA_TLS_KEY_FILE", keyFile);
+  const certificate = parsePem("SA_TLS_CERT_FILE", () => new X509Certificate(certChain));
+  const key = parsePem("SA_TLS_KEY_FILE", () => createPrivateKey(privateKey));
+  if (!certificate.checkPrivateKey(key)) throw new ConfigError("SA_TLS_KEY_FILE", "does not match the certificate in SA_TLS_CERT_FILE");
+  let clientCa: Buffer | undefined;
+  if (caFile) {
+    clientCa = readPem("SA_TLS_CLIENT_CA_FILE", caFile);
+    parsePem("SA_TLS_CLIENT_CA_FILE", () => new X509Certificate(clientCa!));
+  }
+  return { certChain, privateKey, clientCa };
+}
+
+function readPem(key: ConfigKey, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(key, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+function parsePem<T>(key: ConfigKey, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new ConfigError(key, `is not a usable unencrypted PEM file: ${(e as Error).message}`);
+  }
+}
+
+// Typed subjects, so a DNS name can never match an identity meant for a common
+// name (or the reverse) just because the strings are equal.
+const SUBJECT = /^(CN=|DNS:|URI:)\S/;
+
+function parseMtlsIdentities(text: string): MtlsIdentityConfig[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError("SA_MTLS_IDENTITIES", 'must be a JSON array like [{"subject":"CN=login-service","name":"login","scopes":["sessions:create"]}]');
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError("SA_MTLS_IDENTITIES", "must be a JSON array");
+  const seen = new Set<string>();
+  return parsed.map((entry, i) => {
+    const where = `SA_MTLS_IDENTITIES[${i}]`;
+    if (!entry || typeof entry !== "object") throw new ConfigError(where, "must be an object");
+    const { subject, name, scopes } = entry as Record<string, unknown>;
+    if (typeof subject !== "string" || !SUBJECT.test(subject)) {
+      throw new ConfigError(where, 'subject must be "CN=<common name>", "DNS:<name>" or "URI:<uri>" of the client certificate');
     }
-    return { name, sha256: sha256.toLowerCase(), scopes: scopes as Scope[] };
+    if (seen.has(subject)) throw new ConfigError(where, `subject ${subject} is listed twice`);
+    seen.add(subject);
+    if (typeof name !== "string" || !name) throw new ConfigError(where, "needs a name");
+    return { subject, name, scopes: scopeList(where, scopes) };
   });
 }

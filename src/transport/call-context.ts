@@ -10,6 +10,19 @@ export interface CallContext {
   header(name: string): string | undefined;
   /** `x-request-id` from the caller, or a process-unique one; appears in the call's log lines. */
   requestId: string;
+  /**
+   * The client certificate the TLS handshake verified, if any. A function so the
+   * certificate is only parsed for calls that authenticate with it.
+   */
+  clientCertificate?: () => ClientCertificate | undefined;
+}
+
+/** What identifies the holder of a verified client certificate. */
+export interface ClientCertificate {
+  /** The subject's CN; undefined unless it has exactly one. */
+  commonName: string | undefined;
+  /** Subject alternative names of kind DNS and URI, as "DNS:<name>" and "URI:<uri>". */
+  altNames: string[];
 }
 
 // A counter, not a UUID: request ids need to be unique, not unguessable, and a

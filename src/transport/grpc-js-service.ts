@@ -4,6 +4,7 @@ import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+import { clientCertificateOf } from "./peer-certificate.js";
 
 /**
  * Serves protobuf-es handlers on a @grpc/grpc-js server (the fastest gRPC
@@ -57,7 +58,13 @@ function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown>): CallContext {
     const v = call.metadata.get(name)[0];
     return typeof v === "string" ? v : undefined;
   };
-  return { header, requestId: requestIdFrom(header("x-request-id")) };
+  // grpc-js reports a peer certificate only when the handshake verified it
+  // against the client CA; an unverified one is as good as none.
+  const clientCertificate = () => {
+    const peer = call.getAuthContext().sslPeerCertificate;
+    return peer ? clientCertificateOf(peer) : undefined;
+  };
+  return { header, requestId: requestIdFrom(header("x-request-id")), clientCertificate };
 }
 
 function fail(callback: grpc.sendUnaryData<unknown>, error: unknown, logger: Logger, method: string, requestId: string): void {
