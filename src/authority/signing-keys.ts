@@ -111,6 +111,9 @@ export class SigningKeyRing {
       }
     }
     await this.reload();
+    // Only now does this replica's JWKS serve the new key: tell verifiers after,
+    // or their refetch could race ahead of it.
+    this.options.onKeyAdded?.(added.kid);
     return added;
   }
 
@@ -200,7 +203,6 @@ export class SigningKeyRing {
     };
     if (onlyIfFirst ? !(await store.addFirstSigningKey(stored)) : !(await store.addSigningKey(stored))) return stored;
     logger.info({ kid, alg: algorithm, activatesAt: new Date(activatesAt).toISOString() }, "signing key added");
-    this.options.onKeyAdded?.(kid);
     return stored;
   }
 }

@@ -58,15 +58,29 @@ export class NatsRevocationFeed implements RevocationFeed {
     this.setConnected(true);
     void this.watchConnection(nc);
 
-    this.jsm = await jetstreamManager(nc, { timeout: 2000 });
-    const state = await this.streamState();
-    const consumer = await jetstream(nc, { timeout: 2000 }).consumers.get(STREAMS.revocations.name, { deliver_policy: DeliverPolicy.All });
-    this.messages = await consumer.consume({ max_messages: 2048, idle_heartbeat: 1000 });
+    let state: { messages: number; last_seq: number };
+    try {
+      this.jsm = await jetstreamManager(nc, { timeout: 2000 });
+      state = await this.streamState();
+      const consumer = await jetstream(nc, { timeout: 2000 }).consumers.get(STREAMS.revocations.name, { deliver_policy: DeliverPolicy.All });
+      this.messages = await consumer.consume({ max_messages: 2048, idle_heartbeat: 1000 });
+    } catch (e) {
+      // The verifier calls start() again: this attempt's connection must not
+      // stay open (reconnecting forever) beside the next one's.
+      this.nc = undefined;
+      this.jsm = undefined;
+      this.setConnected(false);
+      await nc.close().catch(() => undefined);
+      throw e;
+    }
     void this.watchConsumer(this.messages);
 
     let replayed!: () => void;
     const done = new Promise<void>((resolve) => (replayed = resolve));
-    if (state.last_seq === 0) replayed();
+    // Not last_seq === 0: once max_age has removed every message (a quiet period
+    // longer than a token's life), last_seq stays where it was and nothing
+    // would ever be delivered to reach it.
+    if (state.messages === 0) replayed();
     void (async () => {
       for await (const m of this.messages!) {
         this.delivered++;
@@ -77,7 +91,9 @@ export class NatsRevocationFeed implements RevocationFeed {
         } catch (e) {
           this.logger.warn({ subject: m.subject, seq: m.seq, err: (e as Error).message }, "undecodable event skipped");
         }
-        if (m.seq >= state.last_seq) replayed();
+        // pending === 0: the last message held was delivered, even if the one at
+        // last_seq has been removed (deleted, or aged out during the replay).
+        if (m.seq >= state.last_seq || m.info.pending === 0) replayed();
       }
     })();
 
@@ -125,13 +141,22 @@ export class NatsRevocationFeed implements RevocationFeed {
 
   private async watchConsumer(messages: ConsumerMessages): Promise<void> {
     for await (const s of messages.status()) {
-      if (s.type === "heartbeats_missed") this.setConnected(false);
-      else if (s.type === "ordered_consumer_recreated") void this.checkJetStream();
+      if (s.type === "heartbeats_missed") {
+        this.setConnected(false);
+      } else if (s.type === "ordered_consumer_recreated") {
+        // After recreating the consumer (e.g. when NATS restarted) nats.js
+        // 3.4 pulls with the outstanding count of the old one: a batch of 0,
+        // which the server serves as 1. One event gets through, the next ones
+        // only after two missed heartbeats re-pull. Resetting the pull asks
+        // for a full batch at once.
+        (messages as Partial<{ resetPending(): Promise<boolean> }>).resetPending?.().catch(() => undefined);
+        void this.checkJetStream();
+      }
     }
   }
 
   /** The stream's state; waits for the authority to create the stream if it has not yet. */
-  private async streamState(): Promise<{ last_seq: number }> {
+  private async streamState(): Promise<{ messages: number; last_seq: number }> {
     for (;;) {
       try {
         return (await this.jsm!.streams.info(STREAMS.revocations.name)).state;
