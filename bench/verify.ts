@@ -36,6 +36,8 @@ const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 100_000);
 const ISSUER = "https://bench.local";
 const AUDIENCE = "api";
 const run = promisify(execFile);
+/** Which parts to run: BENCH_PHASES=local,seed,sidecar,propagation,coldstart (default all). */
+const PHASES = new Set((process.env.BENCH_PHASES ?? "local,seed,sidecar,propagation,coldstart").split(","));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 const rows: string[][] = [];
@@ -88,7 +90,9 @@ async function main() {
     const verifier = createVerifier({ jwksUrl: `${authorityUrl}/.well-known/jwks.json`, issuer: ISSUER, audience: AUDIENCE, feed: quietFeed(), tokenCacheSize: 0 });
     await verifier.ready();
     const localKeys = createLocalJWKSet(jwks);
+    let repeatMicros = NaN;
 
+    if (PHASES.has("local")) {
     // 1. Never-seen tokens: each token verified once per pass, the cache off.
     const ours: number[] = [];
     const joses: number[] = [];
@@ -119,10 +123,14 @@ async function main() {
       for (let i = 0; i < n; i++) if (!cached.verifySync(fresh[i]!).ok) throw new Error("rejected");
       repeats.push(((performance.now() - t) * 1000) / n);
     }
-    const rep = median(repeats);
+    repeatMicros = median(repeats);
+    const rep = repeatMicros;
     report("verify, repeat token (cache hit + revocation check)", `${rep.toFixed(2)} µs (${Math.round(1e6 / rep).toLocaleString("en")}/s)`, `never-seen ${o1.toFixed(1)} µs`, `${(o1 / rep).toFixed(0)}× (target ≤ 2 µs, ≥ 500k/s)`);
-
+    await cached.close();
+    }
+    const rep = PHASES.has("local") ? repeatMicros : NaN;
     // 3. The seed's way: jwtVerify plus a Redis GET of a blacklist key, per request.
+    if (PHASES.has("seed")) {
     const blacklist = new Redis(redis.url);
     for (const concurrency of [1, 32]) {
       const rates: number[] = [];
@@ -143,8 +151,10 @@ async function main() {
       report(`seed's way: jwtVerify + Redis GET per request, concurrency ${concurrency}`, `${Math.round(median(rates)).toLocaleString("en")}/s`, `Verifier repeat ${Math.round(1e6 / rep).toLocaleString("en")}/s`, `${(1e6 / rep / median(rates)).toFixed(0)}× faster`);
     }
     blacklist.disconnect();
+    }
 
     // 4. Sidecar vs authority ValidateToken over loopback gRPC, same h2load client.
+    if (PHASES.has("sidecar")) {
     const sidecar = spawn(process.execPath, ["dist/cli/main.js", "sidecar"], {
       env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0" },
       stdio: ["ignore", "pipe", "inherit"],
@@ -175,34 +185,50 @@ async function main() {
     const viaAuthority = await h2(grpcPort);
     report("ValidateToken over loopback gRPC: sidecar (h2load 4×32)", `${Math.round(viaSidecar.rate).toLocaleString("en")}/s, mean ${viaSidecar.mean.toFixed(2)} ms`, `authority ${Math.round(viaAuthority.rate).toLocaleString("en")}/s, mean ${viaAuthority.mean.toFixed(2)} ms`, `${(viaSidecar.rate / viaAuthority.rate).toFixed(1)}× (target ≥ 2×, ≥ 8k/s)`);
 
+    }
     // 5. Propagation: Revoke acknowledged → revocation applied at 8 verifiers.
+    if (PHASES.has("propagation")) {
     const arrivals = new Map<string, number[]>();
+    // Resolved by the eighth arrival: waiting is event-driven, so the measuring
+    // process does not spin and steal CPU from the servers it measures.
+    const allArrived = new Map<string, () => void>();
     const feeds: NatsRevocationFeed[] = [];
     for (let i = 0; i < 8; i++) {
       const feed = new NatsRevocationFeed({ servers: nats.url });
       feeds.push(feed);
       await feed.start({
         apply: (e) => {
-          if (e.sid) (arrivals.get(e.sid) ?? arrivals.set(e.sid, []).get(e.sid)!).push(performance.now());
+          if (!e.sid) return;
+          const times = arrivals.get(e.sid) ?? arrivals.set(e.sid, []).get(e.sid)!;
+          times.push(performance.now());
+          if (times.length === 8) allArrived.get(e.sid)?.();
         },
         keysChanged: () => {},
       });
     }
     const delays: number[] = [];
+    const firsts: number[] = [];
+    const spreads: number[] = [];
     for (let i = 0; i < 200; i++) {
       const s = await newSession(`propagation-${i}`);
+      const arrived = new Promise<void>((resolve) => allArrived.set(s.sessionId, resolve));
       const start = performance.now();
       await client.call(path("Revoke"), RevokeRequestSchema, RevokeResponseSchema, create(RevokeRequestSchema, { target: { case: "sessionId", value: s.sessionId }, reason: RevocationReason.ADMIN_ACTION }), auth);
       const acked = performance.now();
-      await until(async () => (arrivals.get(s.sessionId)?.length ?? 0) === 8, 5000, 0);
+      await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error("revocation did not reach 8 verifiers in 5 s")), 5000))]);
       // From the moment the caller saw the acknowledgement; arrivals before it count as 0.
-      for (const t of arrivals.get(s.sessionId)!) delays.push(Math.max(0, t - acked));
+      const times = arrivals.get(s.sessionId)!;
+      for (const t of times) delays.push(Math.max(0, t - acked));
+      firsts.push(Math.max(0, Math.min(...times) - acked));
+      spreads.push(Math.max(...times) - Math.min(...times));
       void start;
     }
     await Promise.all(feeds.map((f) => f.close()));
-    report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, "", "target p99 ≤ 5 ms");
+    report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, `first verifier p50 ${pct(firsts, 0.5).toFixed(2)} / p99 ${pct(firsts, 0.99).toFixed(2)} ms; first→last p99 ${pct(spreads, 0.99).toFixed(2)} ms`, "target p99 ≤ 5 ms");
 
+    }
     // 6. Cold start with REVOCATIONS live revocations in the stream.
+    if (PHASES.has("coldstart")) {
     const nc = await connect({ servers: nats.url });
     const js = jetstream(nc);
     const expiresAt = Date.now() + 15 * 60_000;
@@ -236,9 +262,9 @@ async function main() {
     }
     report(`sidecar cold start, ${REVOCATIONS.toLocaleString("en")} live revocations (from listening to ready)`, `${(median(starts) / 1000).toFixed(2)} s, RSS ${median(rss).toFixed(0)} MB`, "", "target ≤ 2 s, ≤ 100 MB");
 
+    }
     client.close();
     await verifier.close();
-    await cached.close();
   } finally {
     for (const c of children) c.kill("SIGTERM");
     await Promise.all([redis.stop(), nats.stop()]);

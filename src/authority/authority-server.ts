@@ -73,7 +73,6 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const events = new SecurityEvents(logger);
   const sessions = new SessionService({
     store, keys, clock, logger, events,
-    revocationRecorded: () => relay?.kick(),
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });

@@ -34,8 +34,6 @@ export interface SessionServiceOptions {
   clock: Clock;
   logger: Logger;
   events: SecurityEvents;
-  /** Called after a revocation was recorded (and so queued in the outbox): the relay publishes at once. */
-  revocationRecorded?: () => void;
 }
 
 export interface NewSession {
@@ -149,7 +147,6 @@ export class SessionService {
       });
       if (outcome === "grace") continue;
       if (outcome === "unknown") throw new AuthorityError("session_ended", "the session has ended; sign in again");
-      this.o.revocationRecorded?.();
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
@@ -209,7 +206,6 @@ export class SessionService {
         }
         const { claims } = verified;
         await store.revokeToken({ userId: claims.sub, sid: claims.sid, jti: claims.jti, reason, now, coverUntil: claims.exp * 1000 + this.o.policy.clockSkewMs });
-        this.o.revocationRecorded?.();
         logger.info({ jti: claims.jti, sid: claims.sid, reason }, "access token revoked");
         return 0;
       }
@@ -219,7 +215,6 @@ export class SessionService {
         const result = await store.endSessions({
           userId, target: { kind: "one", sid: target.sid }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
-        this.o.revocationRecorded?.();
         logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
         return result.ended.length;
       }
@@ -227,7 +222,6 @@ export class SessionService {
         const result = await store.endSessions({
           userId: target.userId, target: { kind: "all" }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
-        this.o.revocationRecorded?.();
         logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
         return result.ended.length;
       }
@@ -245,7 +239,6 @@ export class SessionService {
       : ({ kind: "one", sid: scope === "session" ? sid! : caller.sid } as const);
     const result = await store.endSessions({ ...common, target, requireOwnership: scope === "session" });
     if (!result.found) throw new AuthorityError("not_found", "no such session of yours");
-    this.o.revocationRecorded?.();
     logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
     return result.ended.length;
   }

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import { secureRandomBytes } from "../shared/random.js";
-import type { SessionStore } from "../store/session-store.js";
+import type { OutboxBatch, SessionStore } from "../store/session-store.js";
 import { encodeKeyEvent, encodeOutboxEvent, type EncodedEvent } from "./event-codec.js";
 import { ensureStreams } from "./streams.js";
 
@@ -18,6 +18,8 @@ export interface OutboxRelayOptions {
   /** How often the outbox is polled when nothing kicked the relay (other replicas' leftovers). */
   pollIntervalMs?: number;
   streamReplicas?: number;
+  /** How often to look for outbox entries whose mark was lost (default 30 s). */
+  sweepIntervalMs?: number;
 }
 
 /**
@@ -36,6 +38,8 @@ export class OutboxRelay {
   private kicked = false;
   private loop: Promise<void> | undefined;
   private streamsReady = false;
+  private sweeper: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
   /** Events published since start, for tests and metrics. */
   published = 0;
 
@@ -45,10 +49,24 @@ export class OutboxRelay {
   start(): void {
     this.running = true;
     this.loop = this.run();
+    // The fast path: events this process records are published the moment their
+    // script returns; the loop below is for everything else (NATS was down,
+    // another replica died, a publish failed).
+    this.unwatch = this.o.store.watchOutbox((batch) => void this.publishNow(batch));
+    // The repair scan is slow on a big keyspace, so it runs beside the publishing
+    // loop, never in it: at start (a crash may have left entries) and then rarely.
+    const sweep = () =>
+      void this.o.store.sweepOutbox().then(
+        () => this.kick(),
+        (e) => this.o.logger.warn({ err: (e as Error).message }, "outbox sweep failed"),
+      );
+    sweep();
+    this.sweeper = setInterval(sweep, this.o.sweepIntervalMs ?? 30_000);
+    this.sweeper.unref();
   }
 
   /** Publishes pending events now instead of at the next poll. */
-  kick(): void {
+  private kick(): void {
     this.kicked = true;
     this.wake?.();
   }
@@ -62,6 +80,8 @@ export class OutboxRelay {
   }
 
   async stop(): Promise<void> {
+    this.unwatch?.();
+    clearInterval(this.sweeper);
     this.running = false;
     this.wake?.();
     await this.loop;
@@ -107,7 +127,19 @@ export class OutboxRelay {
     this.kicked = false;
     const batch = await this.o.store.readOutbox(256);
     if (batch.events.length === 0) return 0;
-    const js = this.js!;
+    return this.publishBatch(this.js!, batch);
+  }
+
+  private async publishNow(batch: OutboxBatch): Promise<void> {
+    const js = this.js;
+    if (!js || !this.streamsReady) return this.kick();
+    await this.publishBatch(js, batch).catch((e) => {
+      this.o.logger.warn({ err: (e as Error).message }, "outbox relay: immediate publish failed; the relay retries");
+      this.kick();
+    });
+  }
+
+  private async publishBatch(js: JetStreamClient, batch: OutboxBatch): Promise<number> {
     const done: string[] = [];
     try {
       // Published concurrently; an event leaves the outbox only after JetStream acked it.

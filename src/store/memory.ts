@@ -31,6 +31,7 @@ export class MemorySessionStore implements SessionStore {
   private readonly userNotBefore = new Map<string, Expiring<{ nbf: number; reason: ReasonCode }>>();
   private readonly keys = new Map<string, StoredSigningKey>();
   private readonly outbox: OutboxEvent[] = [];
+  private readonly watchers = new Set<(batch: OutboxBatch) => void>();
   private readonly emit: boolean;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -127,8 +128,19 @@ export class MemorySessionStore implements SessionStore {
     this.record({ type: "token_revoked", userId: input.userId, sid: input.sid, jti: input.jti, reason: input.reason, at: input.now, expiresAt: input.coverUntil });
   }
 
+  /** Nothing to repair: the in-memory outbox cannot lose track of entries. */
+  async sweepOutbox(): Promise<void> {}
+
   async readOutbox(limit: number): Promise<OutboxBatch> {
-    const events = this.outbox.slice(0, limit);
+    return this.batchOf(this.outbox.slice(0, limit));
+  }
+
+  watchOutbox(listener: (batch: OutboxBatch) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  private batchOf(events: OutboxEvent[]): OutboxBatch {
     return {
       events,
       ack: async (ids) => {
@@ -137,6 +149,7 @@ export class MemorySessionStore implements SessionStore {
       },
     };
   }
+
 
   async checkToken(input: CheckInput): Promise<CheckResult> {
     const { now } = input;
@@ -196,7 +209,11 @@ export class MemorySessionStore implements SessionStore {
   }
 
   private record(event: Omit<OutboxEvent, "id">): void {
-    if (this.emit) this.outbox.push({ id: `${secureRandomBytes(12).toString("base64url")}.1`, ...event });
+    if (!this.emit) return;
+    const recorded = { id: `${secureRandomBytes(12).toString("base64url")}.1`, ...event };
+    this.outbox.push(recorded);
+    // Told after the current operation completes, as the Redis store tells after its script.
+    if (this.watchers.size) queueMicrotask(() => { for (const w of this.watchers) w(this.batchOf([recorded])); });
   }
 
   private liveSession(sid: string, userId: string | undefined, now: number): Entry | undefined {

@@ -56,7 +56,7 @@ export class RedisSessionStore implements SessionStore {
   private readonly redis: Client;
   private readonly prefix: string;
   private readonly emit: "1" | "0";
-  private lastSweep = 0;
+  private readonly watchers = new Set<(batch: OutboxBatch) => void>();
 
   constructor(redis: Redis | Cluster, options: RedisStoreOptions | string = {}) {
     const o = typeof options === "string" ? { prefix: options } : options;
@@ -116,12 +116,15 @@ export class RedisSessionStore implements SessionStore {
   async revokeOnReuse(input: ReuseInput): Promise<ReuseResult> {
     if (!belongsTo(input.sid, input.userId)) return "unknown";
     const { base, m } = this.keysOf(input.sid);
-    return this.run(() =>
+    const reply: string | [string, string[]] = await this.run(() =>
       this.redis.saReuse(
         `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}r:${m}`, `${base}o`,
         input.presented, input.now, input.graceMs, input.coverUntil, input.reason, m, this.emit, eventIdPrefix(), input.userId, input.sid,
       ),
-    ).then((r: ReuseResult) => this.markDirty(base, r === "revoked").then(() => r));
+    );
+    if (typeof reply === "string") return reply as ReuseResult;
+    await this.recorded(base, reply[1]);
+    return "revoked";
   }
 
   async endSessions(input: EndSessionsInput): Promise<EndSessionsResult> {
@@ -136,27 +139,27 @@ export class RedisSessionStore implements SessionStore {
     }
     const mode = target.kind === "one" ? "one" : target.kind === "all" ? "all" : "others";
     const tag = base.slice(this.prefix.length + 2, -2);
-    const [found, ...ended]: [number, ...string[]] = await this.run(() =>
+    const [found, ended, recorded]: [number, string[], string[]] = await this.run(() =>
       this.redis.saEndSessions(
         `${base}i`, `${base}n`, `${base}o`,
         base, mode, member, input.now, input.coverUntil, input.reason, input.requireOwnership ? "1" : "0",
         this.emit, eventIdPrefix(), input.userId, tag,
       ),
     );
-    await this.markDirty(base, found === 1);
+    await this.recorded(base, recorded);
     return { found: found === 1, ended: ended.map((m) => tag + m) };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: number; now: number; coverUntil: number }): Promise<void> {
     if (input.coverUntil <= input.now) return;
     const { base } = this.keysOf(input.sid);
-    await this.run(() =>
+    const recorded: string[] = await this.run(() =>
       this.redis.saRevokeToken(
         `${base}j:${input.jti}`, `${base}o`,
         input.reason, input.now, input.coverUntil, this.emit, eventIdPrefix(), input.userId, input.sid, input.jti,
       ),
     );
-    await this.markDirty(base, true);
+    await this.recorded(base, recorded);
   }
 
   async checkToken(input: CheckInput): Promise<CheckResult> {
@@ -186,39 +189,24 @@ export class RedisSessionStore implements SessionStore {
     return sessions;
   }
   async readOutbox(limit: number): Promise<OutboxBatch> {
-    if (Date.now() - this.lastSweep > OUTBOX_SWEEP_MS) await this.sweepOutbox();
     const tags: string[] = await this.run(() => this.redis.srandmember(this.dirtyKey(), 64));
-    const raw = new Map<string, { tag: string; raw: string }>();
-    const events: OutboxEvent[] = [];
+    const entries: { tag: string; raw: string }[] = [];
     for (const tag of tags) {
-      if (events.length >= limit) break;
-      const entries: string[] = await this.run(() => this.redis.lrange(`${this.prefix}:{${tag}}:o`, 0, limit - events.length - 1));
-      if (entries.length === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
-      for (const entry of entries) {
-        const event = JSON.parse(entry) as OutboxEvent;
-        raw.set(event.id, { tag, raw: entry });
-        events.push(event);
-      }
+      if (entries.length >= limit) break;
+      const found: string[] = await this.run(() => this.redis.lrange(`${this.prefix}:{${tag}}:o`, 0, limit - entries.length - 1));
+      if (found.length === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
+      for (const raw of found) entries.push({ tag, raw });
     }
-    return {
-      events,
-      ack: async (ids) => {
-        const byTag = new Map<string, string[]>();
-        for (const id of ids) {
-          const r = raw.get(id);
-          if (r) byTag.set(r.tag, [...(byTag.get(r.tag) ?? []), r.raw]);
-        }
-        for (const [tag, entries] of byTag) {
-          const left: number = await this.run(() => this.redis.saOutboxAck(`${this.prefix}:{${tag}}:o`, ...entries));
-          if (left === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
-        }
-      },
-    };
+    return this.batchOf(entries);
+  }
+
+  watchOutbox(listener: (batch: OutboxBatch) => void): () => void {
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
   }
 
   /** Finds outboxes the dirty set lost track of (SCAN on every master; never KEYS). */
   async sweepOutbox(): Promise<void> {
-    this.lastSweep = Date.now();
     const nodes = "nodes" in this.redis && typeof this.redis.nodes === "function" ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
     const pattern = `${this.prefix}:{*}:o`;
     for (const node of nodes) {
@@ -269,10 +257,41 @@ export class RedisSessionStore implements SessionStore {
     return `${this.prefix}:outbox`;
   }
 
-  /** Records that a user's outbox has events (after the script; see the class comment). */
-  private async markDirty(base: string, changed: boolean): Promise<void> {
-    if (this.emit !== "1" || !changed) return;
-    await this.run(() => this.redis.sadd(this.dirtyKey(), base.slice(this.prefix.length + 2, -2)));
+  /**
+   * After a script recorded events: mark the user's outbox for the relay (a
+   * separate command, see the class comment) and hand the events to watchers,
+   * who can publish them without reading them back.
+   */
+  private async recorded(base: string, raws: string[]): Promise<void> {
+    if (raws.length === 0) return;
+    const tag = base.slice(this.prefix.length + 2, -2);
+    await this.run(() => this.redis.sadd(this.dirtyKey(), tag));
+    if (this.watchers.size === 0) return;
+    const batch = this.batchOf(raws.map((raw) => ({ tag, raw })));
+    for (const watcher of this.watchers) watcher(batch);
+  }
+
+  private batchOf(entries: { tag: string; raw: string }[]): OutboxBatch {
+    const byId = new Map<string, { tag: string; raw: string }>();
+    const events = entries.map((entry) => {
+      const event = JSON.parse(entry.raw) as OutboxEvent;
+      byId.set(event.id, entry);
+      return event;
+    });
+    return {
+      events,
+      ack: async (ids) => {
+        const byTag = new Map<string, string[]>();
+        for (const id of ids) {
+          const entry = byId.get(id);
+          if (entry) byTag.set(entry.tag, [...(byTag.get(entry.tag) ?? []), entry.raw]);
+        }
+        for (const [tag, raws] of byTag) {
+          const left: number = await this.run(() => this.redis.saOutboxAck(`${this.prefix}:{${tag}}:o`, ...raws));
+          if (left === 0) await this.run(() => this.redis.srem(this.dirtyKey(), tag));
+        }
+      },
+    };
   }
 
   private keysOf(sid: string): { base: string; m: string } {
@@ -292,8 +311,6 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 }
-
-const OUTBOX_SWEEP_MS = 30_000;
 
 const eventIdPrefix = () => secureRandomBytes(12).toString("base64url");
 

@@ -208,6 +208,18 @@ export interface SessionStore {
 
   /** Up to `limit` unpublished outbox events, oldest first within each user. */
   readOutbox(limit: number): Promise<OutboxBatch>;
+  /**
+   * Finds outbox entries that readOutbox would miss (a process died between
+   * recording an event and marking where it is). Slow; run it now and then,
+   * never on the publishing path.
+   */
+  sweepOutbox(): Promise<void>;
+  /**
+   * Tells `listener` about events this process records, right after they are
+   * stored, so they can be published without waiting to be read back. They stay
+   * in the outbox until acknowledged either way. Returns an unsubscribe function.
+   */
+  watchOutbox(listener: (batch: OutboxBatch) => void): () => void;
 
   listSigningKeys(): Promise<StoredSigningKey[]>;
   /** Adds a key unless one with its kid exists; returns whether it was added. */

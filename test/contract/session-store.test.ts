@@ -11,7 +11,7 @@ import { MemorySessionStore } from '../../src/store/memory.js';
 import { RedisSessionStore } from '../../src/store/redis.js';
 import { newSessionId, userTag } from '../../src/store/session-id.js';
 import type {
-  CheckInput, ReuseInput, RotateInput, SessionStore, StoredSession, StoredSigningKey,
+  CheckInput, OutboxBatch, ReuseInput, RotateInput, SessionStore, StoredSession, StoredSigningKey,
 } from '../../src/store/session-store.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 
@@ -795,6 +795,25 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect((await store.readOutbox(10)).events).toEqual([]);
     });
 
+    it('hands recorded events to watchers at once; acknowledging through them empties the outbox', async () => {
+      const seen: OutboxBatch[] = [];
+      const unwatch = store.watchOutbox((b) => seen.push(b));
+      const a = newSession('dora', T0);
+      await create(a, hash());
+      await store.revokeToken({ userId: 'dora', sid: a.sid, jti: 'jd', reason: 1, now: T0, coverUntil: T0 + COVER });
+      await store.endSessions({ userId: 'dora', target: { kind: 'one', sid: a.sid }, reason: 2, now: T0, coverUntil: T0 + COVER, requireOwnership: true });
+      await sleep(0);
+      expect(seen.flatMap((b) => b.events.map((e) => e.type))).toEqual(['token_revoked', 'session_revoked']);
+      const pending = await store.readOutbox(10);
+      expect(pending.events.map((e) => e.id)).toEqual(seen.flatMap((b) => b.events.map((e) => e.id)));
+      for (const b of seen) await b.ack(b.events.map((e) => e.id));
+      expect((await store.readOutbox(10)).events).toEqual([]);
+      unwatch();
+      await store.revokeToken({ userId: 'dora', sid: a.sid, jti: 'je', reason: 1, now: T0, coverUntil: T0 + COVER });
+      await sleep(0);
+      expect(seen).toHaveLength(2);
+    });
+
     it('records nothing when the outbox is off', async () => {
       await store.close();
       ({ store } = await fixture.open({ outbox: false }));
@@ -818,7 +837,9 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       await admin.del(`${PREFIX}:outbox`);
       await reopened.close();
       reopened = (await fixture.open({ flush: false })).store;
-      const batch = await reopened.readOutbox(10); // a fresh store sweeps before its first read
+      expect((await reopened.readOutbox(10)).events).toEqual([]); // lost track of
+      await reopened.sweepOutbox();
+      const batch = await reopened.readOutbox(10);
       expect(batch.events.map((e) => e.jti)).toEqual(['jc']);
       await batch.ack(batch.events.map((e) => e.id));
       expect(await admin.exists(`${PREFIX}:{${userTag('carol')}}:o`)).toBe(0);

@@ -1,6 +1,7 @@
 -- Ends one, all, or all-but-one sessions of a user. Per-session keys are named
 -- from ARGV[1] (the user's key prefix, which carries the hash tag), so every key
 -- stays in the slot of KEYS[1].
+-- Returns {found, ended members, recorded outbox events}.
 -- KEYS: index, user_not_before, outbox
 -- ARGV: base, mode (one|all|others), member, now, cover_until, reason, require_ownership, emit, id_prefix, user_id, tag
 local base, mode, target, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -18,19 +19,19 @@ end
 
 if mode == 'one' then
   local live = redis.call('ZSCORE', KEYS[1], target)
-  if not live and ARGV[7] == '1' then return {0} end
+  if not live and ARGV[7] == '1' then return {0, {}, recorded} end
   mark(target)
-  if not live then return {1} end
+  if not live then return {1, {}, recorded} end
   drop(target)
-  return {1, target}
+  return {1, {target}, recorded}
 end
 
-local result = {1}
+local ended = {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if mode == 'all' or member ~= target then
     drop(member)
     if mode ~= 'all' then mark(member) end
-    table.insert(result, member)
+    table.insert(ended, member)
   end
 end
 if mode == 'all' then
@@ -42,4 +43,4 @@ if mode == 'all' then
   redis.call('SET', KEYS[2], ms(nbf) .. ':' .. ARGV[6], 'PX', ttl)
   outbox_push(KEYS[3], ARGV[8], ARGV[9], {type = 'user_revoked', userId = ARGV[10], notBefore = nbf, reason = reason, at = now, expiresAt = cover})
 end
-return result
+return {1, ended, recorded}

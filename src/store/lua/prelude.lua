@@ -47,10 +47,13 @@ end
 -- The outbox: events recorded in the same script as the change they describe,
 -- published to NATS by the relay until acknowledged. ARGV carries '1' to enable,
 -- an id prefix (unique per call) and the user id.
-local outbox_count = 0
+-- Scripts return `recorded` too, so the caller can publish at once instead of
+-- waiting for the relay to read the outbox back.
+local recorded = {}
 local function outbox_push(key, enabled, id_prefix, event)
   if enabled ~= '1' then return end
-  outbox_count = outbox_count + 1
-  event.id = id_prefix .. '.' .. outbox_count
-  redis.call('RPUSH', key, cjson.encode(event))
+  event.id = id_prefix .. '.' .. (#recorded + 1)
+  local json = cjson.encode(event)
+  redis.call('RPUSH', key, json)
+  table.insert(recorded, json)
 end

@@ -16,4 +16,4 @@ redis.call('SET', KEYS[4], ARGV[5], 'PX', ttl_until(tonumber(ARGV[4]), now))
 local reason, cover = tonumber(ARGV[5]), tonumber(ARGV[4])
 outbox_push(KEYS[5], ARGV[7], ARGV[8], {type = 'session_revoked', userId = ARGV[9], sid = ARGV[10], reason = reason, at = now, expiresAt = cover})
 outbox_push(KEYS[5], ARGV[7], ARGV[8], {type = 'refresh_reuse', userId = ARGV[9], sid = ARGV[10], reason = reason, at = now, expiresAt = cover})
-return 'revoked'
+return {'revoked', recorded}
