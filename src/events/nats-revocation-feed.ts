@@ -63,7 +63,7 @@ export class NatsRevocationFeed implements RevocationFeed {
       this.jsm = await jetstreamManager(nc, { timeout: 2000 });
       state = await this.streamState();
       const consumer = await jetstream(nc, { timeout: 2000 }).consumers.get(STREAMS.revocations.name, { deliver_policy: DeliverPolicy.All });
-      this.messages = await consumer.consume({ max_messages: 2048, idle_heartbeat: 1000 });
+      this.messages = await consumer.consume({ max_messages: 1024, idle_heartbeat: 1000 });
     } catch (e) {
       // The verifier calls start() again: this attempt's connection must not
       // stay open (reconnecting forever) beside the next one's.

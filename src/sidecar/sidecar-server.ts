@@ -56,7 +56,8 @@ export async function startSidecar(config: SidecarConfig, verifier: Verifier, lo
     if (req.method === "GET" && (req.url === "/healthz" || req.url === "/readyz" || req.url === "/status")) {
       const ok = req.url === "/healthz" || serving();
       res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify(verifier.status()));
+      const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+      res.end(JSON.stringify({ ...verifier.status(), memory: { rss, heapUsed, heapTotal, external, arrayBuffers } }));
       return;
     }
     connect(req, res);

@@ -75,6 +75,13 @@ describe("RevocationSet", () => {
     expect(set.size()).toEqual({ tokens: 0, sessions: 0, users: 0 });
   });
 
+  it("keeps an entry until its expiry rounded up to the whole second, never less", () => {
+    const set = new RevocationSet();
+    set.apply({ kind: "session", sid: "s", reason: 4, expiresAt: T0 + 1500 }, T0);
+    expect(set.check(claims({ sid: "s" }), T0 + 1999)).toEqual({ reason: 4 });
+    expect(set.check(claims({ sid: "s" }), T0 + 2000)).toBeUndefined();
+  });
+
   it("a repeated entry extends its life, never shortens it", () => {
     const set = new RevocationSet();
     set.apply({ kind: "session", sid: "s", reason: 1, expiresAt: T0 + 5000 }, T0);
