@@ -9,6 +9,8 @@ export interface IssuedAccessToken {
   jti: string;
   /** Milliseconds since the epoch. */
   expiresAt: number;
+  /** The iat claim, in milliseconds. */
+  issuedAt: number;
 }
 
 export interface AccessTokenIssuerOptions {
@@ -48,6 +50,6 @@ export class AccessTokenIssuer {
       .setExpirationTime(exp)
       .setJti(jti)
       .sign(key.privateKey);
-    return { token, jti, expiresAt: exp * 1000 };
+    return { token, jti, expiresAt: exp * 1000, issuedAt: iat * 1000 };
   }
 }

@@ -68,12 +68,17 @@ export type LogoutScope = "current" | "all" | "others" | "session";
 
 /** Older refresh hashes kept per session: presenting any of them is reuse. */
 const REFRESH_HISTORY = 4;
+/** Sessions whose claims a replica keeps for one-round-trip refreshes (~0.5 KB each). */
+const CLAIMS_CACHE_SIZE = 50_000;
 
 /**
  * The session lifecycle: issue, rotate, validate, revoke, list. Transport-free:
  * the RPC handlers translate to and from the wire.
  */
 export class SessionService {
+  /** Immutable claims of recently seen sessions, by sid (see refresh). */
+  private readonly sessionClaims = new Map<string, StoredSession>();
+
   constructor(private readonly o: SessionServiceOptions) {}
 
   async createSession(input: NewSession): Promise<IssuedPair> {
@@ -91,45 +96,45 @@ export class SessionService {
     };
     const notBefore = await store.createSession(session, hashRefreshSecret(secret), now);
     const access = await this.o.issuer.issue(session, now, notBefore);
+    this.remember(session);
     this.o.logger.info({ sid: session.sid, userId: session.userId, clientId: session.clientId }, "session created");
     return pairOf(session, access, formatRefreshToken(session.sid, secret), session.idleExpiresAt);
   }
 
   async refresh(refreshToken: string): Promise<IssuedPair> {
-    const { store, policy, clock } = this.o;
     const parsed = parseRefreshToken(refreshToken);
     if (!parsed) throw new AuthorityError("refresh_token_invalid", "refresh token is malformed");
     const presented = hashRefreshSecret(parsed.secret);
 
+    // A session's claims never change, so a replica that has seen the session signs
+    // the successor before touching the store and rotates in one round trip; the
+    // compare-and-set still decides. Anything unexpected takes the careful path.
+    const known = this.sessionClaims.get(parsed.sid);
+    if (known) {
+      const now = this.o.clock.now();
+      const attempt = await this.rotate(known, parsed.secret, presented, now, undefined);
+      if (attempt !== "conflict") return attempt;
+    }
+
     // Two passes at most: a lost compare-and-set race is retried once, and then the
     // presented token is the fresh predecessor and takes the grace path.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const now = clock.now();
-      const snapshot = await store.getSession(parsed.sid, now);
-      if (!snapshot) throw new AuthorityError("session_ended", "the session has ended; sign in again");
+      const now = this.o.clock.now();
+      const snapshot = await this.o.store.getSession(parsed.sid, now);
+      if (!snapshot) {
+        this.sessionClaims.delete(parsed.sid);
+        throw new AuthorityError("session_ended", "the session has ended; sign in again");
+      }
       const { session, refresh } = snapshot;
+      this.remember(session);
 
       if (timingSafeEqual(refresh.current, presented)) {
-        const nextSecret = newRefreshSecret();
-        const access = await this.o.issuer.issue(session, now, snapshot.userNotBefore);
-        const idleExpiresAt = Math.min(now + policy.sessionIdleTimeoutMs, session.absoluteExpiresAt);
-        const pair = pairOf(session, access, formatRefreshToken(session.sid, nextSecret), idleExpiresAt);
-        const result = await store.rotateRefresh({
-          sid: session.sid,
-          userId: session.userId,
-          expected: presented,
-          next: hashRefreshSecret(nextSecret),
-          sealedSuccessor: sealForSecret(parsed.secret, pair),
-          now,
-          graceMs: policy.refreshGraceMs,
-          idleTimeoutMs: policy.sessionIdleTimeoutMs,
-          historySize: REFRESH_HISTORY,
-        });
-        if (result.outcome === "rotated") return pair;
-        if (result.outcome === "gone") throw new AuthorityError("session_ended", "the session has ended; sign in again");
+        const rotated = await this.rotate(session, parsed.secret, presented, now, snapshot.userNotBefore);
+        if (rotated !== "conflict") return rotated;
         continue;
       }
 
+      const { policy, store } = this.o;
       const position = refresh.history.findIndex((h) => timingSafeEqual(h, presented));
       if (position < 0) throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
       if (position === 0 && now - refresh.rotatedAt <= policy.refreshGraceMs && refresh.sealedSuccessor) {
@@ -151,6 +156,38 @@ export class SessionService {
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
     throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
+  }
+
+  /** Signs the successor pair, seals it for the grace window and compare-and-sets the rotation. */
+  private async rotate(session: StoredSession, secret: string, presented: Buffer, now: number, notBefore: number | undefined): Promise<IssuedPair | "conflict"> {
+    const { policy, store } = this.o;
+    const nextSecret = newRefreshSecret();
+    const access = await this.o.issuer.issue(session, now, notBefore);
+    const idleExpiresAt = Math.min(now + policy.sessionIdleTimeoutMs, session.absoluteExpiresAt);
+    const pair = pairOf(session, access, formatRefreshToken(session.sid, nextSecret), idleExpiresAt);
+    const result = await store.rotateRefresh({
+      sid: session.sid,
+      userId: session.userId,
+      expected: presented,
+      next: hashRefreshSecret(nextSecret),
+      sealedSuccessor: sealForSecret(secret, pair),
+      issuedAt: Math.floor(access.issuedAt / 1000),
+      now,
+      graceMs: policy.refreshGraceMs,
+      idleTimeoutMs: policy.sessionIdleTimeoutMs,
+      historySize: REFRESH_HISTORY,
+    });
+    if (result.outcome === "rotated") return pair;
+    if (result.outcome === "conflict") return "conflict";
+    this.sessionClaims.delete(session.sid);
+    throw new AuthorityError("session_ended", "the session has ended; sign in again");
+  }
+
+  private remember(session: StoredSession): void {
+    // Insertion order is the eviction order: a bounded map, oldest out first.
+    this.sessionClaims.delete(session.sid);
+    this.sessionClaims.set(session.sid, session);
+    if (this.sessionClaims.size > CLAIMS_CACHE_SIZE) this.sessionClaims.delete(this.sessionClaims.keys().next().value!);
   }
 
   /** Signature and claims only, no store: what a local verifier can know. */

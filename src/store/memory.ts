@@ -70,6 +70,8 @@ export class MemorySessionStore implements SessionStore {
     const entry = this.liveSession(input.sid, input.userId, input.now);
     if (!entry) return { outcome: "gone" };
     if (!entry.current.equals(input.expected)) return { outcome: "conflict" };
+    const nbf = this.live(this.userNotBefore, input.userId, input.now)?.nbf;
+    if (nbf !== undefined && input.issuedAt < nbf) return { outcome: "conflict" };
     entry.history = [entry.current, ...entry.history].slice(0, input.historySize);
     entry.current = input.next;
     entry.rotatedAt = input.now;

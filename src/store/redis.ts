@@ -12,7 +12,7 @@ import type {
 const SCRIPTS = {
   saCreate: { keys: 3, file: "create.lua" },
   saGet: { keys: 3, file: "get.lua" },
-  saRotate: { keys: 3, file: "rotate.lua" },
+  saRotate: { keys: 4, file: "rotate.lua" },
   saReuse: { keys: 5, file: "reuse.lua" },
   saEndSessions: { keys: 3, file: "end-sessions.lua" },
   saRevokeToken: { keys: 2, file: "revoke-token.lua" },
@@ -105,8 +105,8 @@ export class RedisSessionStore implements SessionStore {
     const { base, m } = this.keysOf(input.sid);
     const [outcome, idleExpiresAt]: [string, number?] = await this.run(() =>
       this.redis.saRotate(
-        `${base}s:${m}`, `${base}i`, `${base}g:${m}`,
-        input.expected, input.next, input.sealedSuccessor, input.now, input.graceMs, input.idleTimeoutMs, input.historySize, m,
+        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}n`,
+        input.expected, input.next, input.sealedSuccessor, input.now, input.graceMs, input.idleTimeoutMs, input.historySize, m, input.issuedAt,
       ),
     );
     if (outcome === "rotated") return { outcome, idleExpiresAt: idleExpiresAt! };

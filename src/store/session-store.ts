@@ -114,6 +114,8 @@ export interface RotateInput {
   expected: Buffer;
   next: Buffer;
   sealedSuccessor: Buffer;
+  /** iat (seconds) of the access token in the successor: a user not-before above it makes this a conflict. */
+  issuedAt: number;
   now: number;
   graceMs: number;
   idleTimeoutMs: number;

@@ -139,7 +139,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
   const rotate = (s: StoredSession, expected: Buffer, next: Buffer, now: number, over: Partial<RotateInput> = {}) =>
     store.rotateRefresh({
       sid: s.sid, userId: s.userId, expected, next, sealedSuccessor: over.sealedSuccessor ?? sealed(), now,
-      graceMs: GRACE, idleTimeoutMs: IDLE, historySize: HISTORY, ...over,
+      issuedAt: Math.floor(now / 1000), graceMs: GRACE, idleTimeoutMs: IDLE, historySize: HISTORY, ...over,
     });
   const reuse = (s: StoredSession, presented: Buffer, now: number, over: Partial<ReuseInput> = {}) =>
     store.revokeOnReuse({ sid: s.sid, userId: s.userId, presented, now, graceMs: GRACE, coverUntil: now + COVER, reason: REASON.REUSE, ...over });
@@ -732,6 +732,23 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await store.addSigningKey(k1)).toBe(true);
       expect(await byKid()).toEqual([k1, k2]);
     });
+  });
+
+  it('rotateRefresh: conflict (nothing changes) when the successor token would fall under the user not-before', async () => {
+    const keep = newSession('erin', T0);
+    const other = newSession('erin', T0);
+    const [h0, h1] = [hash(), hash()];
+    await create(keep, h0);
+    await create(other, hash());
+    // A global logout, then a new session in the same second.
+    await store.endSessions({ userId: 'erin', target: { kind: 'all' }, reason: 1, now: T0 + 100, coverUntil: T0 + COVER, requireOwnership: false });
+    const fresh = newSession('erin', T0 + 200);
+    const nbf = await create(fresh, h0, T0 + 200);
+    expect(nbf).toBe(T0 / 1000 + 1);
+    expect(await rotate(fresh, h0, h1, T0 + 300, { issuedAt: T0 / 1000 })).toEqual({ outcome: 'conflict' });
+    expect((await store.getSession(fresh.sid, T0 + 300))!.refresh.current).toEqual(h0);
+    expect((await rotate(fresh, h0, h1, T0 + 300, { issuedAt: nbf! })).outcome).toBe('rotated');
+    void keep;
   });
 
   describe('outbox', () => {
