@@ -3,15 +3,15 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema, GetJwksResponseSchema, JsonWebKeySchema, ListSessionsResponseSchema, LogoutResponseSchema,
-  LogoutScope, PrincipalSchema, RefreshResponseSchema, RevocationReason, RevokeResponseSchema, SessionInfoSchema,
-  TokenInvalidReason, TokenPairSchema, ValidateTokenResponseSchema,
+  LogoutScope, RefreshResponseSchema, RevocationReason, RevokeResponseSchema, SessionInfoSchema,
+  TokenPairSchema,
   type CreateSessionRequest, type ListSessionsRequest, type LogoutRequest, type RefreshRequest, type RevokeRequest,
   type ValidateTokenRequest,
 } from "../gen/sessionauthority/v1/authority_pb.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
 import { isSessionId } from "../store/session-id.js";
-import type { InvalidReason } from "../verifier/verify-access-token.js";
 import type { UnaryHandler, CallContext } from "../transport/call-context.js";
+import { validateTokenResponse } from "../transport/validate-token-response.js";
 import { requireScope, requireUser, type CallerAuthenticator } from "./caller-auth.js";
 import type { IssuedPair, LogoutScope as DomainLogoutScope, SessionService } from "./session-service.js";
 import type { SigningKeyRing } from "./signing-keys.js";
@@ -23,19 +23,6 @@ export interface HandlerDependencies {
   maxTokenBytes: number;
 }
 
-const REASON_OF: Record<InvalidReason, TokenInvalidReason> = {
-  malformed: TokenInvalidReason.MALFORMED,
-  too_large: TokenInvalidReason.TOO_LARGE,
-  unsupported_algorithm: TokenInvalidReason.UNSUPPORTED_ALGORITHM,
-  unknown_key: TokenInvalidReason.UNKNOWN_KEY,
-  bad_signature: TokenInvalidReason.BAD_SIGNATURE,
-  wrong_type: TokenInvalidReason.WRONG_TYPE,
-  wrong_issuer: TokenInvalidReason.WRONG_ISSUER,
-  wrong_audience: TokenInvalidReason.WRONG_AUDIENCE,
-  expired: TokenInvalidReason.EXPIRED,
-  not_yet_valid: TokenInvalidReason.NOT_YET_VALID,
-  revoked: TokenInvalidReason.REVOKED,
-};
 
 const SCOPE_OF: Record<LogoutScope, DomainLogoutScope> = {
   [LogoutScope.UNSPECIFIED]: "current",
@@ -85,22 +72,7 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
     async validateToken(req: ValidateTokenRequest) {
       if (!req.accessToken) throw invalidArgument("access_token is required");
       const result = await sessions.validate(req.accessToken);
-      if (!result.valid) {
-        return create(ValidateTokenResponseSchema, {
-          valid: false,
-          reason: REASON_OF[result.reason],
-          revocationReason: result.revocationReason ?? RevocationReason.UNSPECIFIED,
-          message: result.message,
-        });
-      }
-      const c = result.claims;
-      return create(ValidateTokenResponseSchema, {
-        valid: true,
-        principal: create(PrincipalSchema, {
-          userId: c.sub, username: c.username, sessionId: c.sid, roles: c.roles, permissions: c.permissions,
-          clientId: c.client_id, tokenId: c.jti, issuedAt: timestampFromMs(c.iat * 1000), expiresAt: timestampFromMs(c.exp * 1000),
-        }),
-      });
+      return validateTokenResponse(result.valid ? { ok: true, claims: result.claims } : { ok: false, ...result });
     },
 
     async revoke(req: RevokeRequest, ctx) {

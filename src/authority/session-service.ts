@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { RevocationReason } from "../gen/sessionauthority/v1/authority_pb.js";
+import type { Config } from "../config/config.js";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
@@ -13,18 +14,11 @@ import {
 import type { SecurityEvents } from "./security-events.js";
 import type { SigningKeyRing } from "./signing-keys.js";
 
-export interface SessionPolicy {
-  issuer: string;
-  audience: string;
-  defaultClientId: string;
-  accessTokenTtlMs: number;
-  refreshGraceMs: number;
-  sessionIdleTimeoutMs: number;
-  sessionTouchIntervalMs: number;
-  sessionAbsoluteLifetimeMs: number;
-  clockSkewMs: number;
-  maxTokenBytes: number;
-}
+export type SessionPolicy = Pick<
+  Config,
+  | "issuer" | "audience" | "defaultClientId" | "accessTokenTtlMs" | "refreshGraceMs" | "sessionIdleTimeoutMs"
+  | "sessionTouchIntervalMs" | "sessionAbsoluteLifetimeMs" | "clockSkewMs" | "maxTokenBytes"
+>;
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -36,17 +30,8 @@ export interface SessionServiceOptions {
   events: SecurityEvents;
 }
 
-export interface NewSession {
-  userId: string;
-  username: string;
-  roles: string[];
-  permissions: string[];
-  clientId: string;
-  deviceId: string;
-  deviceName: string;
-  userAgent: string;
-  ip: string;
-}
+/** What the login service says about a new session; the rest is the authority's. */
+export type NewSession = Omit<StoredSession, "sid" | "createdAt" | "lastActivityAt" | "idleExpiresAt" | "absoluteExpiresAt">;
 
 /** A token pair as handed to a client. Times in ms since the epoch. */
 export interface IssuedPair {

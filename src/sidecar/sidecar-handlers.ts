@@ -1,26 +1,8 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import {
-  PrincipalSchema, TokenInvalidReason, ValidateTokenResponseSchema, type ValidateTokenRequest,
-} from "../gen/sessionauthority/v1/authority_pb.js";
+import type { ValidateTokenRequest } from "../gen/sessionauthority/v1/authority_pb.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
 import type { UnaryHandler } from "../transport/call-context.js";
-import type { InvalidReason } from "../verifier/verifier-result.js";
+import { validateTokenResponse, type TokenVerdict } from "../transport/validate-token-response.js";
 import type { Verifier } from "../verifier/verifier.js";
-
-const REASON_OF: Record<Exclude<InvalidReason, "unavailable">, TokenInvalidReason> = {
-  malformed: TokenInvalidReason.MALFORMED,
-  too_large: TokenInvalidReason.TOO_LARGE,
-  unsupported_algorithm: TokenInvalidReason.UNSUPPORTED_ALGORITHM,
-  unknown_key: TokenInvalidReason.UNKNOWN_KEY,
-  bad_signature: TokenInvalidReason.BAD_SIGNATURE,
-  wrong_type: TokenInvalidReason.WRONG_TYPE,
-  wrong_issuer: TokenInvalidReason.WRONG_ISSUER,
-  wrong_audience: TokenInvalidReason.WRONG_AUDIENCE,
-  expired: TokenInvalidReason.EXPIRED,
-  not_yet_valid: TokenInvalidReason.NOT_YET_VALID,
-  revoked: TokenInvalidReason.REVOKED,
-};
 
 const AUTHORITY_ONLY = ["createSession", "refresh", "revoke", "logout", "listSessions", "getJwks"];
 
@@ -36,23 +18,8 @@ export function createSidecarHandlers(verifier: Verifier): Record<string, UnaryH
     async validateToken(req: ValidateTokenRequest) {
       if (!req.accessToken) throw invalidArgument("access_token is required");
       const result = await verifier.verify(req.accessToken);
-      if (!result.ok) {
-        if (result.reason === "unavailable") throw new AuthorityError("unavailable", result.message);
-        return create(ValidateTokenResponseSchema, {
-          valid: false,
-          reason: REASON_OF[result.reason],
-          revocationReason: result.revocationReason ?? 0,
-          message: result.message,
-        });
-      }
-      const c = result.claims;
-      return create(ValidateTokenResponseSchema, {
-        valid: true,
-        principal: create(PrincipalSchema, {
-          userId: c.sub, username: c.username, sessionId: c.sid, roles: c.roles, permissions: c.permissions,
-          clientId: c.client_id, tokenId: c.jti, issuedAt: timestampFromMs(c.iat * 1000), expiresAt: timestampFromMs(c.exp * 1000),
-        }),
-      });
+      if (!result.ok && result.reason === "unavailable") throw new AuthorityError("unavailable", result.message);
+      return validateTokenResponse(result as TokenVerdict);
     },
   };
   for (const name of AUTHORITY_ONLY) {
