@@ -22,7 +22,7 @@ export interface Sidecar {
   name: string;
   grpcPort: number;
   httpPort: number;
-  /** gRPC (HTTP/2) against the grpc-js port. */
+  /** gRPC (HTTP/2) against the gRPC port. */
   grpc: Client<typeof SessionAuthorityService>;
   /** Connect protocol with JSON over HTTP/1.1 against the HTTP port. */
   connect: Client<typeof SessionAuthorityService>;

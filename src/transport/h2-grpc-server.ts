@@ -1,0 +1,218 @@
+import { createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { AuthorityError } from "../shared/errors.js";
+import type { Logger } from "../shared/logger.js";
+import { ERROR_CODE_HEADER } from "./status-table.js";
+import { requestIdFrom, toWireError, type CallContext, type UnaryHandler, type WireError } from "./call-context.js";
+
+export interface H2GrpcServerOptions {
+  host: string;
+  port: number;
+  services: { service: DescService; handlers: Record<string, UnaryHandler> }[];
+  logger: Logger;
+  /** Largest request message accepted; a larger one is RESOURCE_EXHAUSTED before it is buffered. */
+  maxMessageBytes: number;
+}
+
+export interface H2GrpcServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+interface Route {
+  name: string;
+  input: DescMessage;
+  output: DescMessage;
+  handler: UnaryHandler;
+}
+
+/** A protocol failure carries no domain code, as grpc-js sends none for these. */
+type Status = Pick<WireError, "code" | "message"> & { domainCode?: WireError["domainCode"] };
+
+// application/grpc, optionally +proto: a +json or grpc-web body would decode as garbage.
+const CONTENT_TYPE = /^application\/grpc(?:\+proto)?(?:;|$)/i;
+const TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+// Longer timers would fire at once (Node clamps them to 1 ms); such a deadline is "never".
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// How long close() lets in-flight calls finish before it cuts their connections.
+const CLOSE_GRACE_MS = 2000;
+const OK_HEADERS = { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": "identity" };
+const OK_TRAILERS = { "grpc-status": "0", "grpc-message": "OK" };
+const ignore = () => {};
+
+/**
+ * Unary gRPC over cleartext HTTP/2 on bare node:http2: the verifier sidecar's
+ * hot path, where grpc-js's general machinery (interceptors, streaming,
+ * compression, channelz) cost about a third of the calls per second (h2load,
+ * trivial handler) for nothing the sidecar uses.
+ * Identity encoding only; exactly one request message per call (0 or 2+ is
+ * UNIMPLEMENTED, the gRPC status-code doc's "request cardinality violation",
+ * as grpc-js answers too).
+ */
+export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcServer> {
+  const routes = new Map<string, Route>();
+  for (const { service, handlers } of o.services) {
+    for (const method of service.methods) {
+      // Streaming methods get no route, so they answer UNIMPLEMENTED like unknown ones.
+      if (method.methodKind !== "unary") continue;
+      const handler = handlers[method.localName];
+      if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+      routes.set(`/${service.typeName}/${method.name}`, { name: method.name, input: method.input, output: method.output, handler });
+    }
+  }
+  // Node's 10 MB default per connection refuses streams (ENHANCE_YOUR_CALM) once a
+  // pooled client has some thousands of calls in flight; grpc-js lifts it the same way.
+  const server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
+  const sessions = new Set<Http2Session>();
+  let closing = false;
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  server.on("sessionError", (err) => o.logger.debug({ err }, "gRPC connection error"));
+  server.on("stream", (stream, headers) => serve(stream, headers, routes, o));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (err) => o.logger.error({ err }, "gRPC server error"));
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // server.close() alone waits for every connection, and clients keep idle ones open.
+      for (const session of sessions) session.close();
+      const force = setTimeout(() => sessions.forEach((s) => s.destroy()), CLOSE_GRACE_MS);
+      await closed;
+      clearTimeout(force);
+    },
+  };
+}
+
+function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: Map<string, Route>, o: H2GrpcServerOptions): void {
+  // A client's RST_STREAM surfaces as 'error'; the call is simply over ('close' below).
+  stream.on("error", ignore);
+  if (headers[":method"] !== "POST") return void respondHttp(stream, 405);
+  if (!CONTENT_TYPE.test(headers["content-type"] ?? "")) return void respondHttp(stream, 415);
+  const path = headers[":path"] ?? "";
+  const route = routes.get(path);
+  if (!route) return sendStatus(stream, { code: Code.Unimplemented, message: `method ${path.slice(0, 200)} is not implemented` });
+
+  let done = false;
+  let timer: NodeJS.Timeout | undefined;
+  const fail = (status: Status) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    sendStatus(stream, status);
+  };
+  stream.once("close", () => {
+    done = true;
+    clearTimeout(timer);
+  });
+  const timeout = headers["grpc-timeout"];
+  if (timeout !== undefined) {
+    const m = typeof timeout === "string" ? TIMEOUT.exec(timeout) : null;
+    if (!m) return fail({ code: Code.Internal, message: `invalid grpc-timeout "${String(timeout).slice(0, 20)}"` });
+    const ms = Number(m[1]) * UNIT_MS[m[2]!]!;
+    if (ms <= MAX_TIMER_MS) timer = setTimeout(() => fail({ code: Code.DeadlineExceeded, message: "deadline exceeded" }), ms);
+  }
+
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let frameBytes = -1; // prefix + message, known once the 5-byte prefix is in
+  stream.on("data", (chunk: Buffer) => {
+    if (done) return; // after an early error the rest of the body is dropped, not buffered
+    chunks.push(chunk);
+    received += chunk.length;
+    if (frameBytes < 0 && received >= 5) {
+      const prefix = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+      const length = prefix.readUInt32BE(1);
+      if (prefix[0] === 1) return fail({ code: Code.Unimplemented, message: "compressed messages are not supported (grpc-accept-encoding: identity)" });
+      if (prefix[0] !== 0) return fail({ code: Code.Internal, message: `invalid message flags ${prefix[0]}` });
+      if (length > o.maxMessageBytes) return fail({ code: Code.ResourceExhausted, message: `request message of ${length} bytes exceeds the limit of ${o.maxMessageBytes}` });
+      frameBytes = 5 + length;
+    }
+    if (frameBytes >= 0 && received > frameBytes) fail({ code: Code.Unimplemented, message: "a unary call takes exactly one request message; got more" });
+  });
+  stream.once("end", () => {
+    if (done) return;
+    if (received === 0) return fail({ code: Code.Unimplemented, message: "a unary call takes exactly one request message; got none" });
+    if (received < frameBytes || frameBytes < 0) return fail({ code: Code.Internal, message: "request message truncated" });
+    const context = contextOf(headers);
+    const wireError = (error: unknown) => toWireError(error, o.logger, route.name, context.requestId);
+    let request;
+    try {
+      request = fromBinary(route.input, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).subarray(5));
+    } catch {
+      return fail(wireError(new AuthorityError("invalid_argument", `request is not a valid ${route.input.typeName}`)));
+    }
+    route.handler(request, context).then(
+      (response) => {
+        // destroyed comes before 'close' (a tick later) when the client resets the stream
+        if (done || stream.destroyed) return;
+        let message: Uint8Array;
+        try {
+          message = toBinary(route.output, response);
+        } catch (error) {
+          return fail(wireError(error));
+        }
+        done = true;
+        clearTimeout(timer);
+        const frame = Buffer.allocUnsafe(5 + message.length);
+        frame[0] = 0;
+        frame.writeUInt32BE(message.length, 1);
+        frame.set(message, 5);
+        stream.respond(OK_HEADERS, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+        stream.end(frame);
+      },
+      (error) => fail(wireError(error)),
+    );
+  });
+}
+
+function contextOf(headers: IncomingHttpHeaders): CallContext {
+  // Pseudo-headers and binary metadata are not metadata a handler reads, as under grpc-js.
+  const header = (name: string) => {
+    const v = name.startsWith(":") || name.endsWith("-bin") ? undefined : headers[name];
+    return typeof v === "string" ? v : undefined;
+  };
+  return { header, requestId: requestIdFrom(header("x-request-id")) };
+}
+
+/** A trailers-only response: the call ends before any message was sent. */
+function sendStatus(stream: ServerHttp2Stream, status: Status): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.respond(
+    {
+      ...OK_HEADERS,
+      "grpc-status": String(status.code),
+      "grpc-message": percentEncode(status.message),
+      ...(status.domainCode ? { [ERROR_CODE_HEADER]: status.domainCode } : {}),
+    },
+    { endStream: true },
+  );
+}
+
+function respondHttp(stream: ServerHttp2Stream, status: number): void {
+  if (!stream.destroyed) stream.respond({ ":status": status, ...(status === 405 ? { allow: "POST" } : {}) }, { endStream: true });
+}
+
+/** grpc-message is percent-encoded UTF-8: every byte outside printable ASCII, and "%" itself. */
+export function percentEncode(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
