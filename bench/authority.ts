@@ -49,7 +49,7 @@ async function main() {
     stdio: ["ignore", "pipe", "inherit"],
   });
   try {
-    const ports = await firstJsonLine<{ grpc: number; http: number; h2c: number }>(server);
+    const ports = await firstJsonLine<{ grpc: number; http: number; h2c: number; grpcJs: number }>(server);
     const target = `127.0.0.1:${ports.grpc}`;
     console.log(`# bench:authority  ${new Date().toISOString()}  node ${process.version}  runs=${RUNS} × ${SECONDS}s`);
 
@@ -82,7 +82,8 @@ async function main() {
     const path = `/${SessionAuthorityService.typeName}/ValidateToken`;
     const grpcHeaders = ["-H", "content-type: application/grpc", "-H", "te: trailers"];
     const transports: [string, string[]][] = [
-      ["grpc-js server, gRPC", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.grpc}${path}`]],
+      ["gRPC port: bare node:http2 gRPC server (plaintext default)", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.grpc}${path}`]],
+      ["@grpc/grpc-js server, gRPC (used with TLS)", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.grpcJs}${path}`]],
       ["connect-node, gRPC over h2c", ["-c", "4", "-m", "32", "-d", grpcBody, ...grpcHeaders, `http://127.0.0.1:${ports.h2c}${path}`]],
       ["connect-node, Connect JSON over h2c", ["-c", "4", "-m", "32", "-d", jsonBody, "-H", "content-type: application/json", `http://127.0.0.1:${ports.h2c}${path}`]],
       ["connect-node, Connect JSON over HTTP/1.1", ["--h1", "-c", "32", "-m", "1", "-d", jsonBody, "-H", "content-type: application/json", `http://127.0.0.1:${ports.http}${path}`]],
@@ -99,11 +100,11 @@ async function main() {
     }
 
     const memory = PHASES.has("memory") ? await memoryPerSession() : [];
-    console.log("\n## Authority on Redis (gRPC, grpc-js server; load from a separate process)\n");
+    console.log("\n## Authority on Redis (gRPC port; load from a separate process)\n");
     console.log("| call | in flight | throughput (median) | p50 | p99 | runs | errors |\n| --- | --- | --- | --- | --- | --- | --- |");
     console.log(rows.join("\n"));
     console.log("\n## Transport, ValidateToken from h2load (same handlers)\n");
-    console.log("| server | throughput (median) | vs grpc-js | runs |\n| --- | --- | --- | --- |");
+    console.log("| server | throughput (median) | vs gRPC port | runs |\n| --- | --- | --- | --- |");
     console.log(transportRows.join("\n"));
     console.log(`\n## Redis memory per session (${SESSIONS_FOR_MEMORY} sessions)\n`);
     console.log("| shape | bytes per session |\n| --- | --- |");
