@@ -212,7 +212,6 @@ async function main() {
     for (let i = 0; i < 200; i++) {
       const s = await newSession(`propagation-${i}`);
       const arrived = new Promise<void>((resolve) => allArrived.set(s.sessionId, resolve));
-      const start = performance.now();
       await client.call(path("Revoke"), RevokeRequestSchema, RevokeResponseSchema, create(RevokeRequestSchema, { target: { case: "sessionId", value: s.sessionId }, reason: RevocationReason.ADMIN_ACTION }), auth);
       const acked = performance.now();
       await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error("revocation did not reach 8 verifiers in 5 s")), 5000))]);
@@ -221,7 +220,6 @@ async function main() {
       for (const t of times) delays.push(Math.max(0, t - acked));
       firsts.push(Math.max(0, Math.min(...times) - acked));
       spreads.push(Math.max(...times) - Math.min(...times));
-      void start;
     }
     await Promise.all(feeds.map((f) => f.close()));
     report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, `first verifier p50 ${pct(firsts, 0.5).toFixed(2)} / p99 ${pct(firsts, 0.99).toFixed(2)} ms; first→last p99 ${pct(spreads, 0.99).toFixed(2)} ms`, "target p99 ≤ 5 ms");
@@ -243,7 +241,6 @@ async function main() {
     const rss: number[] = [];
     const rssFile: number[] = [];
     for (let r = 0; r < RUNS; r++) {
-      const t = performance.now();
       const cold = spawn(process.execPath, ["dist/cli/main.js", "sidecar"], {
         env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0", NODE_OPTIONS: process.env.BENCH_SIDECAR_NODE_OPTIONS ?? "" },
         stdio: ["ignore", "pipe", "inherit"],
@@ -267,7 +264,6 @@ async function main() {
       const proc = readFileSync(`/proc/${cold.pid}/status`, "utf8");
       rss.push(Number(/VmRSS:\s+(\d+) kB/.exec(proc)![1]) / 1024);
       rssFile.push(Number(/RssFile:\s+(\d+) kB/.exec(proc)![1]) / 1024);
-      void t;
       cold.kill("SIGTERM");
     }
     report(`sidecar cold start, ${REVOCATIONS.toLocaleString("en")} live revocations (from listening to ready)`, `${(median(starts) / 1000).toFixed(2)} s, RSS ${median(rss).toFixed(0)} MB (${median(rssFile).toFixed(0)} MB of it file-backed: node binary and libraries)`, "", "target ≤ 2 s, ≤ 100 MB");
