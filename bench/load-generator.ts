@@ -10,6 +10,8 @@ import { H2GrpcClient } from "./h2-grpc-client.js";
 
 interface Job {
   target: string;
+  /** Where sessions are created for refresh/validate (default: target); a sidecar cannot create them. */
+  seedTarget?: string;
   rpc: "createSession" | "refresh" | "validateToken";
   concurrency: number;
   durationMs: number;
@@ -43,7 +45,9 @@ async function main() {
   const workers: (() => Promise<void>)[] = [];
 
   // Per-worker state set up before the clock starts.
-  const seeds = job.rpc === "createSession" ? [] : await Promise.all(Array.from({ length: job.concurrency }, (_, i) => createSession(clients[i % 4]!)));
+  const seeder = job.seedTarget ? new H2GrpcClient(job.seedTarget) : undefined;
+  const seeds = job.rpc === "createSession" ? [] : await Promise.all(Array.from({ length: job.concurrency }, (_, i) => createSession(seeder ?? clients[i % 4]!)));
+  seeder?.close();
 
   for (let i = 0; i < job.concurrency; i++) {
     const client = clients[i % 4]!;
