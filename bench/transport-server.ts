@@ -2,21 +2,20 @@
 // HTTP/1.1 Connect) plus, for the transport comparison only, the same handlers
 // on connect-node over cleartext HTTP/2. Prints its ports as one JSON line.
 import { createServer } from "node:http2";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { startAuthority } from "../src/authority/authority-server.js";
 import { loadConfig } from "../src/config/config.js";
 import { SessionAuthorityService } from "../src/gen/sessionauthority/v1/authority_pb.js";
 import { createLogger } from "../src/shared/logger.js";
 import { createStore } from "../src/store/create-store.js";
-import { connectService } from "../src/transport/connect-service.js";
+import { connectHandler } from "../src/transport/connect-service.js";
 import { grpcJsService } from "../src/transport/grpc-js-service.js";
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
 const store = await createStore(config, logger);
 const authority = await startAuthority({ config, store, logger });
-const h2c = createServer(connectNodeAdapter({ routes: (router) => connectService(router, SessionAuthorityService, authority.handlers, logger) }));
+const h2c = createServer(connectHandler([{ service: SessionAuthorityService, handlers: authority.handlers }], logger, 64 * 1024));
 await new Promise<void>((resolve) => h2c.listen(0, "127.0.0.1", resolve));
 const address = h2c.address();
 // And on a @grpc/grpc-js server, the other gRPC server the authority can run (with TLS).

@@ -1,24 +1,24 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "../config/config.js";
 import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb.js";
 import { systemClock, type Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import type { SessionStore } from "../store/session-store.js";
 import type { UnaryHandler } from "../transport/call-context.js";
-import { connectService } from "../transport/connect-service.js";
+import { connectHandler } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
 import { grpcServerCredentials } from "../transport/grpc-server-credentials.js";
 import { startH2GrpcServer } from "../transport/h2-grpc-server.js";
+import { closeHttp, listen } from "../transport/listen.js";
 import { OutboxRelay } from "../events/outbox-relay.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
 import { CallerAuthenticator } from "./caller-auth.js";
 import { createAuthorityHandlers } from "./handlers.js";
 import { SecurityEvents } from "./security-events.js";
 import { SessionService } from "./session-service.js";
-import { SigningKeyRing } from "./signing-keys.js";
+import { keyRingSettings, SigningKeyRing } from "./signing-keys.js";
 
 export interface AuthorityOptions {
   config: Config;
@@ -43,9 +43,10 @@ export interface RunningAuthority {
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /**
- * Starts the authority: gRPC on a @grpc/grpc-js server (the hot path for
- * services and sidecars), and on a second port HTTP/1.1 with Connect, gRPC-Web
- * and the JWKS document for browsers and curl. One set of handlers serves both.
+ * Starts the authority: gRPC for services and sidecars (a bare-HTTP/2 server in
+ * plaintext, grpc-js with TLS), and on a second port HTTP/1.1 with Connect,
+ * gRPC-Web and the JWKS document for browsers and curl. One set of handlers
+ * serves them all.
  */
 export async function startAuthority(options: AuthorityOptions): Promise<RunningAuthority> {
   const { config, store, logger } = options;
@@ -62,12 +63,8 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     : undefined;
   relay?.start();
   const keys = new SigningKeyRing({
-    store, keyEncryptionKey, clock, logger,
-    algorithm: config.signingAlgorithm,
-    publishDelayMs: config.keyPublishDelayMs,
-    retainMs: config.accessTokenTtlMs + config.clockSkewMs,
-    refreshIntervalMs: config.keyRefreshIntervalMs,
-    onKeyAdded: (kid) => void relay?.publishKeyChange(kid, false),
+    ...keyRingSettings(config), store, keyEncryptionKey, clock, logger,
+    onKeyAdded: (kid) => void relay?.publishKeyAdded(kid),
   });
   await keys.start();
 
@@ -100,14 +97,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     return { port, close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
   }
 
-  const connect = connectNodeAdapter({
-    routes: (router) => connectService(router, SessionAuthorityService, handlers, logger),
-    readMaxBytes: MAX_MESSAGE_BYTES,
-    // Strict proto3 JSON: an unknown field or enum name is INVALID_ARGUMENT, as an
-    // unknown enum number already is in binary. Lenient parsing (connect's default)
-    // would turn e.g. an unknown Logout scope into UNSPECIFIED, i.e. CURRENT.
-    jsonOptions: { ignoreUnknownFields: false },
-  });
+  const connect = connectHandler([{ service: SessionAuthorityService, handlers }], logger, MAX_MESSAGE_BYTES);
   const httpServer = createServer((req, res) => {
     if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
     if (req.url === "/healthz" && req.method === "GET") return health(res, store);
@@ -126,13 +116,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     async stop() {
       keys.stop();
       await relay?.stop();
-      await Promise.all([
-        grpcServer.close(),
-        new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeAllConnections();
-        }),
-      ]);
+      await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
     },
   };
 }
@@ -155,14 +139,4 @@ function health(res: ServerResponse, store: SessionStore): void {
       res.end("store unavailable\n");
     },
   );
-}
-
-function listen(server: Server<typeof IncomingMessage, typeof ServerResponse>, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      const address = server.address();
-      resolve(typeof address === "object" && address ? address.port : port);
-    });
-  });
 }

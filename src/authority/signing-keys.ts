@@ -2,7 +2,7 @@ import {
   createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject,
 } from "node:crypto";
 import { calculateJwkThumbprint, type JWK } from "jose";
-import type { SigningAlgorithm } from "../config/config.js";
+import type { Config, SigningAlgorithm } from "../config/config.js";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
@@ -24,6 +24,16 @@ export interface SigningKeyRingOptions {
   refreshIntervalMs: number;
   /** Told about every key this replica adds, so verifiers can be told at once. */
   onKeyAdded?: (kid: string) => void;
+}
+
+/** The options of a key ring as the configuration sets them, for the authority and `keys rotate` alike. */
+export function keyRingSettings(config: Config): Pick<SigningKeyRingOptions, "algorithm" | "publishDelayMs" | "retainMs" | "refreshIntervalMs"> {
+  return {
+    algorithm: config.signingAlgorithm,
+    publishDelayMs: config.keyPublishDelayMs,
+    retainMs: config.accessTokenTtlMs + config.clockSkewMs,
+    refreshIntervalMs: config.keyRefreshIntervalMs,
+  };
 }
 
 interface LoadedKey {

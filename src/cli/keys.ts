@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { ConfigError, type Config } from "../config/config.js";
+import { ConfigError, SCOPES, type Config } from "../config/config.js";
 import { hashApiKey } from "../authority/caller-auth.js";
-import { SigningKeyRing } from "../authority/signing-keys.js";
+import { keyRingSettings, SigningKeyRing } from "../authority/signing-keys.js";
 import { systemClock } from "../shared/clock.js";
 import { createLogger } from "../shared/logger.js";
 import { createStore } from "../store/create-store.js";
@@ -11,10 +11,7 @@ export async function rotateKeys(config: Config): Promise<void> {
   if (!config.redisUrl) throw new ConfigError("REDIS_URL", "keys rotate needs the shared store; the in-memory store lives inside one process");
   const logger = createLogger(config.logLevel);
   const store = await createStore(config, logger);
-  const ring = new SigningKeyRing({
-    store, keyEncryptionKey: config.keyEncryptionKey!, algorithm: config.signingAlgorithm, clock: systemClock, logger,
-    publishDelayMs: config.keyPublishDelayMs, retainMs: config.accessTokenTtlMs + config.clockSkewMs, refreshIntervalMs: config.keyRefreshIntervalMs,
-  });
+  const ring = new SigningKeyRing({ ...keyRingSettings(config), store, keyEncryptionKey: config.keyEncryptionKey!, clock: systemClock, logger });
   const key = await ring.rotate();
   process.stdout.write(`new signing key ${key.kid} (${key.alg}) signs from ${new Date(key.activatesAt).toISOString()}\n`);
   await store.close();
@@ -23,6 +20,6 @@ export async function rotateKeys(config: Config): Promise<void> {
 /** `keys new-api-key NAME`: a fresh key and the configuration entry holding only its hash. */
 export function newApiKey(name: string): void {
   const key = `sak_${randomBytes(32).toString("base64url")}`;
-  const entry = { name, sha256: hashApiKey(key).toString("hex"), scopes: ["sessions:create", "sessions:revoke", "sessions:read"] };
+  const entry = { name, sha256: hashApiKey(key).toString("hex"), scopes: SCOPES };
   process.stdout.write(`API key (give it to the service; it is not stored anywhere):\n  ${key}\nSA_API_KEYS entry (trim the scopes to what the service needs):\n  ${JSON.stringify(entry)}\n`);
 }

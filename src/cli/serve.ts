@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Config } from "../config/config.js";
+import { SCOPES, type Config } from "../config/config.js";
 import { startAuthority } from "../authority/authority-server.js";
 import { hashApiKey } from "../authority/caller-auth.js";
 import { createLogger } from "../shared/logger.js";
@@ -11,7 +11,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
   let devKey: string | undefined;
   if (dev && config.apiKeys.length === 0) {
     devKey = `dev_${randomBytes(24).toString("base64url")}`;
-    config.apiKeys = [{ name: "dev", sha256: hashApiKey(devKey).toString("hex"), scopes: ["sessions:create", "sessions:revoke", "sessions:read"] }];
+    config.apiKeys = [{ name: "dev", sha256: hashApiKey(devKey).toString("hex"), scopes: [...SCOPES] }];
   }
   const store = await createStore(config, logger);
   const authority = await startAuthority({ config, store, logger });
@@ -25,7 +25,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
       `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json)`,
       ...(devKey
         ? [
-            `  API key ${devKey}   (development only; scopes sessions:create, sessions:revoke, sessions:read)`,
+            `  API key ${devKey}   (development only; scopes ${SCOPES.join(", ")})`,
             "",
             "try it:",
             `  curl -s ${http}/sessionauthority.v1.SessionAuthorityService/CreateSession \\`,

@@ -294,7 +294,7 @@ function parseApiKeys(text: string): ApiKeyConfig[] {
     const { name, sha256, scopes } = entry as Record<string, unknown>;
     if (typeof name !== "string" || !name) throw new ConfigError(where, "needs a name");
     if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(sha256)) {
-      throw new ConfigError(where, "sha256 must be the 64 hex digits of the key's SHA-256 (session-authority keys hash-api-key)");
+      throw new ConfigError(where, "sha256 must be the 64 hex digits of the key's SHA-256 (session-authority keys new-api-key NAME)");
     }
     return { name, sha256: sha256.toLowerCase(), scopes: scopeList(where, scopes) };
   });

@@ -1,9 +1,10 @@
 import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { silentLogger, type Logger } from "../shared/logger.js";
 import type { FeedSink, RevocationFeed } from "../verifier/revocation-feed.js";
 import { decodeStreamMessage } from "./event-codec.js";
+import { connectNats } from "./nats-connection.js";
 import { STREAMS } from "./subjects.js";
 
 export interface NatsRevocationFeedOptions {
@@ -116,14 +117,7 @@ export class NatsRevocationFeed implements RevocationFeed {
   private async connectWithRetry(): Promise<NatsConnection> {
     for (;;) {
       try {
-        return await connect({
-          servers: this.options.servers,
-          name: "session-authority verifier",
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
-          pingInterval: 5000,
-          timeout: 2000,
-        });
+        return await connectNats(this.options.servers, "session-authority verifier");
       } catch (e) {
         if (this.closed) throw e;
         this.logger.warn({ err: (e as Error).message }, "NATS unreachable; retrying");

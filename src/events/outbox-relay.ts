@@ -1,10 +1,11 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import { secureRandomBytes } from "../shared/random.js";
 import type { OutboxBatch, SessionStore } from "../store/session-store.js";
 import { encodeKeyEvent, encodeOutboxEvent, type EncodedEvent } from "./event-codec.js";
+import { connectNats } from "./nats-connection.js";
 import { ensureStreams } from "./streams.js";
 
 export interface OutboxRelayOptions {
@@ -71,11 +72,11 @@ export class OutboxRelay {
     this.wake?.();
   }
 
-  /** Publishes a key-set change; best effort, verifiers also refetch on unknown kids. */
-  async publishKeyChange(kid: string, retired: boolean): Promise<void> {
+  /** Announces a new signing key; best effort, verifiers also refetch on unknown kids. */
+  async publishKeyAdded(kid: string): Promise<void> {
     const js = this.js;
     if (!js) return;
-    const event = encodeKeyEvent(secureRandomBytes(12).toString("base64url"), kid, retired, this.o.clock.now());
+    const event = encodeKeyEvent(secureRandomBytes(12).toString("base64url"), kid, false, this.o.clock.now());
     await this.publish(js, event).catch((e) => this.o.logger.warn({ err: (e as Error).message, kid }, "key change not published"));
   }
 
@@ -92,14 +93,7 @@ export class OutboxRelay {
     const { logger } = this.o;
     while (this.running && !this.nc) {
       try {
-        this.nc = await connect({
-          servers: this.o.servers,
-          name: "session-authority relay",
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
-          pingInterval: 5000,
-          timeout: 2000,
-        });
+        this.nc = await connectNats(this.o.servers, "session-authority relay");
         this.js = jetstream(this.nc, { timeout: 2000 });
       } catch (e) {
         logger.warn({ err: (e as Error).message }, "NATS unreachable; revocations wait in the outbox");

@@ -1,14 +1,16 @@
 import { createServer, type Server } from "node:http";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { SidecarConfig } from "../config/config.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb.js";
 import type { Logger } from "../shared/logger.js";
-import { connectService } from "../transport/connect-service.js";
+import { connectHandler } from "../transport/connect-service.js";
 import { startH2GrpcServer } from "../transport/h2-grpc-server.js";
 import { HealthStatus } from "../transport/health-service.js";
+import { closeHttp, listen } from "../transport/listen.js";
 import type { Verifier } from "../verifier/verifier.js";
 import { createSidecarHandlers } from "./sidecar-handlers.js";
+
+const MAX_MESSAGE_BYTES = 64 * 1024;
 
 export interface RunningSidecar {
   grpcPort: number;
@@ -35,25 +37,12 @@ export async function startSidecar(config: SidecarConfig, verifier: Verifier, lo
   follow.unref();
   health.setAll(serving());
 
-  const grpcServer = await startH2GrpcServer({
-    host: config.host,
-    port: config.grpcPort,
-    services: [
-      { service: SessionAuthorityService, handlers },
-      { service: Health, handlers: health.handlers() },
-    ],
-    logger,
-    maxMessageBytes: 64 * 1024,
-  });
-
-  const connect = connectNodeAdapter({
-    routes: (router) => {
-      connectService(router, SessionAuthorityService, handlers, logger);
-      connectService(router, Health, health.handlers(), logger);
-    },
-    readMaxBytes: 64 * 1024,
-    jsonOptions: { ignoreUnknownFields: false },
-  });
+  const services = [
+    { service: SessionAuthorityService, handlers },
+    { service: Health, handlers: health.handlers() },
+  ];
+  const grpcServer = await startH2GrpcServer({ host: config.host, port: config.grpcPort, services, logger, maxMessageBytes: MAX_MESSAGE_BYTES });
+  const connect = connectHandler(services, logger, MAX_MESSAGE_BYTES);
   const httpServer: Server = createServer((req, res) => {
     if (req.method === "GET" && (req.url === "/healthz" || req.url === "/readyz" || req.url === "/status")) {
       const ok = req.url === "/healthz" || serving();
@@ -64,13 +53,7 @@ export async function startSidecar(config: SidecarConfig, verifier: Verifier, lo
     }
     connect(req, res);
   });
-  const httpPort = await new Promise<number>((resolve, reject) => {
-    httpServer.once("error", reject);
-    httpServer.listen(config.httpPort, config.host, () => {
-      const a = httpServer.address();
-      resolve(typeof a === "object" && a ? a.port : config.httpPort);
-    });
-  });
+  const httpPort = await listen(httpServer, config.host, config.httpPort);
 
   return {
     grpcPort: grpcServer.port,
@@ -78,13 +61,7 @@ export async function startSidecar(config: SidecarConfig, verifier: Verifier, lo
     health,
     async stop() {
       clearInterval(follow);
-      await Promise.all([
-        grpcServer.close(),
-        new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeAllConnections();
-        }),
-      ]);
+      await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
     },
   };
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { STATUS_OF } from "./status-table.js";
 import { AuthorityError, type ErrorCode } from "../shared/errors.js";
@@ -36,6 +37,26 @@ export function requestIdFrom(header: string | undefined): string {
 
 /** One handler per RPC; both transports drive the same functions. */
 export type UnaryHandler<I = any, O = any> = (request: I, context: CallContext) => Promise<O>;
+
+/** A service and the handlers of its RPCs, keyed by the method's local name. */
+export interface ServedService {
+  service: DescService;
+  handlers: Record<string, UnaryHandler>;
+}
+
+/**
+ * The unary methods of a service with their handlers, for every transport to
+ * route the same way. Streaming methods are left out (they answer UNIMPLEMENTED);
+ * a unary method without a handler is a wiring bug, caught at start.
+ */
+export function* unaryMethods({ service, handlers }: ServedService): Generator<{ method: DescMethodUnary; handler: UnaryHandler }> {
+  for (const method of service.methods) {
+    if (method.methodKind !== "unary") continue;
+    const handler = handlers[method.localName];
+    if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+    yield { method: method as DescMethodUnary, handler };
+  }
+}
 
 export interface WireError {
   code: Code;

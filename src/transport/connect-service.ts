@@ -1,16 +1,14 @@
 import type { DescService } from "@bufbuild/protobuf";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, toWireError, unaryMethods, type CallContext, type ServedService, type UnaryHandler } from "./call-context.js";
 
 /** Registers the same handlers on a Connect router (Connect, gRPC-Web and gRPC for browsers and curl). */
 export function connectService(router: ConnectRouter, service: DescService, handlers: Record<string, UnaryHandler>, logger: Logger): void {
   const implementation: Record<string, (req: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
-  for (const method of service.methods) {
-    if (method.methodKind !== "unary") continue;
-    const handler = handlers[method.localName];
-    if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+  for (const { method, handler } of unaryMethods({ service, handlers })) {
     implementation[method.localName] = async (request, ctx) => {
       const context: CallContext = {
         header: (name) => ctx.requestHeader.get(name) ?? undefined,
@@ -25,4 +23,21 @@ export function connectService(router: ConnectRouter, service: DescService, hand
     };
   }
   router.service(service, implementation as never);
+}
+
+/**
+ * A node:http request handler serving `services` over Connect, gRPC-Web and
+ * gRPC, with the limits and JSON strictness every port of ours shares.
+ */
+export function connectHandler(services: ServedService[], logger: Logger, maxMessageBytes: number): ReturnType<typeof connectNodeAdapter> {
+  return connectNodeAdapter({
+    routes: (router) => {
+      for (const { service, handlers } of services) connectService(router, service, handlers, logger);
+    },
+    readMaxBytes: maxMessageBytes,
+    // Strict proto3 JSON: an unknown field or enum name is INVALID_ARGUMENT, as an
+    // unknown enum number already is in binary. Lenient parsing (connect's default)
+    // would turn e.g. an unknown Logout scope into UNSPECIFIED, i.e. CURRENT.
+    jsonOptions: { ignoreUnknownFields: false },
+  });
 }

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, type CallContext, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, toWireError, unaryMethods, type CallContext, type UnaryHandler } from "./call-context.js";
 import { clientCertificateOf } from "./peer-certificate.js";
 
 /**
@@ -18,10 +18,7 @@ export function grpcJsService(
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
-  for (const method of service.methods) {
-    if (method.methodKind !== "unary") continue;
-    const handler = handlers[method.localName];
-    if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+  for (const { method, handler } of unaryMethods({ service, handlers })) {
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,

@@ -1,16 +1,16 @@
 import { createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import type { AddressInfo } from "node:net";
-import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, type CallContext, type UnaryHandler, type WireError } from "./call-context.js";
+import { requestIdFrom, toWireError, unaryMethods, type CallContext, type ServedService, type UnaryHandler, type WireError } from "./call-context.js";
+import { listen } from "./listen.js";
 
 export interface H2GrpcServerOptions {
   host: string;
   port: number;
-  services: { service: DescService; handlers: Record<string, UnaryHandler> }[];
+  services: ServedService[];
   logger: Logger;
   /** Largest request message accepted; a larger one is RESOURCE_EXHAUSTED before it is buffered. */
   maxMessageBytes: number;
@@ -54,13 +54,10 @@ const ignore = () => {};
  */
 export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcServer> {
   const routes = new Map<string, Route>();
-  for (const { service, handlers } of o.services) {
-    for (const method of service.methods) {
-      // Streaming methods get no route, so they answer UNIMPLEMENTED like unknown ones.
-      if (method.methodKind !== "unary") continue;
-      const handler = handlers[method.localName];
-      if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
-      routes.set(`/${service.typeName}/${method.name}`, { name: method.name, input: method.input, output: method.output, handler });
+  for (const served of o.services) {
+    // Streaming methods get no route, so they answer UNIMPLEMENTED like unknown ones.
+    for (const { method, handler } of unaryMethods(served)) {
+      routes.set(`/${served.service.typeName}/${method.name}`, { name: method.name, input: method.input, output: method.output, handler });
     }
   }
   // Node's 10 MB default per connection refuses streams (ENHANCE_YOUR_CALM) once a
@@ -75,16 +72,10 @@ export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcS
   });
   server.on("sessionError", (err) => o.logger.debug({ err }, "gRPC connection error"));
   server.on("stream", (stream, headers) => serve(stream, headers, routes, o));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
+  const port = await listen(server, o.host, o.port);
   server.on("error", (err) => o.logger.error({ err }, "gRPC server error"));
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     async close() {
       closing = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
