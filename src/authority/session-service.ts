@@ -101,14 +101,14 @@ export class SessionService {
       if (attempt !== "conflict") return attempt;
     }
 
-    // Two passes at most: a lost compare-and-set race is retried once, and then the
+    // Three passes at most: a lost compare-and-set race is read again, and then the
     // presented token is the fresh predecessor and takes the grace path.
     for (let attempt = 0; attempt < 3; attempt++) {
       const now = this.o.clock.now();
       const snapshot = await this.o.store.getSession(parsed.sid, now);
       if (!snapshot) {
         this.sessionClaims.delete(parsed.sid);
-        throw new AuthorityError("session_ended", "the session has ended; sign in again");
+        throw sessionEnded();
       }
       const { session, refresh } = snapshot;
       this.remember(session);
@@ -136,7 +136,7 @@ export class SessionService {
         reason: RevocationReason.REFRESH_TOKEN_REUSE,
       });
       if (outcome === "grace") continue;
-      if (outcome === "unknown") throw new AuthorityError("session_ended", "the session has ended; sign in again");
+      if (outcome === "unknown") throw sessionEnded();
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
@@ -165,7 +165,7 @@ export class SessionService {
     if (result.outcome === "rotated") return pair;
     if (result.outcome === "conflict") return "conflict";
     this.sessionClaims.delete(session.sid);
-    throw new AuthorityError("session_ended", "the session has ended; sign in again");
+    throw sessionEnded();
   }
 
   private remember(session: StoredSession): void {
@@ -274,6 +274,8 @@ export class SessionService {
     return now + this.o.policy.accessTokenTtlMs + this.o.policy.clockSkewMs + 1000;
   }
 }
+
+const sessionEnded = () => new AuthorityError("session_ended", "the session has ended; sign in again");
 
 function pairOf(session: StoredSession, access: { token: string; expiresAt: number }, refreshToken: string, refreshExpiresAt: number): IssuedPair {
   return {

@@ -1,5 +1,5 @@
 import {
-  createCipheriv, createDecipheriv, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject,
+  createCipheriv, createDecipheriv, generateKeyPairSync, randomBytes, type KeyObject,
 } from "node:crypto";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import type { Config, SigningAlgorithm } from "../config/config.js";
@@ -7,6 +7,7 @@ import type { Clock } from "../shared/clock.js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import type { SessionStore, StoredSigningKey } from "../store/session-store.js";
+import { importVerificationKey } from "../verifier/import-verification-key.js";
 import type { VerificationKey } from "../verifier/verify-access-token.js";
 
 export interface SigningKeyRingOptions {
@@ -182,12 +183,10 @@ export class SigningKeyRing {
       throw new AuthorityError("internal", `signing key ${stored.kid} cannot be decrypted: is SA_KEY_ENCRYPTION_KEY the same on every replica?`, e);
     }
     const jwk = JSON.parse(stored.publicJwk) as JWK;
-    return {
-      stored,
-      privateKey,
-      verification: { alg: stored.alg as VerificationKey["alg"], key: createPublicKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" }) },
-      jwk,
-    };
+    // The same import (and checks) a verifier applies to the published key set.
+    const imported = importVerificationKey(jwk);
+    if (!imported.ok) throw new AuthorityError("internal", `signing key ${stored.kid} has an unusable public key: ${imported.problem}`);
+    return { stored, privateKey, verification: imported.key, jwk };
   }
 
   private async add(activatesAt: number, onlyIfFirst = false): Promise<StoredSigningKey> {
