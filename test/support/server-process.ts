@@ -54,6 +54,12 @@ if (!g[GUARD]) {
   }
 }
 
+/** Kills `child` with the other test servers if the test process ends first. */
+export function killOnExit(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 export function makeTempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(dir);
@@ -69,8 +75,7 @@ function waitExit(child: ChildProcess): Promise<void> {
 
 async function launch(spec: ServerSpec, port: number, dir: string, timeoutMs = 15_000): Promise<ChildProcess> {
   const child = spawn(spec.bin, spec.args(port, dir), { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
+  killOnExit(child);
   let log = '';
   const keep = (b: Buffer) => { log = (log + b.toString()).slice(-4000); };
   child.stdout!.on('data', keep);

@@ -3,7 +3,7 @@
 // real child processes (`node --import tsx src/cli/main.ts sidecar`), with
 // clients for their gRPC and Connect/JSON ports, plus a JWKS proxy that counts
 // and can hold the requests reaching the authority.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
@@ -15,6 +15,7 @@ import { RevocationReason, SessionAuthorityService, TokenInvalidReason } from '.
 import { silentLogger } from '../../src/shared/logger.js';
 import { startSidecar } from '../../src/sidecar/sidecar-server.js';
 import { createVerifier, type Verifier, type VerifierOptions, type VerifierStatus } from '../../src/verifier/index.js';
+import { killOnExit } from './server-process.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -101,27 +102,6 @@ export async function startInProcessSidecar(o: InProcessOptions): Promise<Sideca
   };
 }
 
-const spawned = new Set<ChildProcess>();
-const killSpawned = () => {
-  for (const child of spawned) child.kill('SIGKILL');
-  spawned.clear();
-};
-// Vitest stops fork workers with SIGTERM, which skips 'exit' handlers (see
-// server-process.ts); guarded so re-evaluating this module adds no handlers.
-const GUARD = Symbol.for('session-authority.test.sidecar-reaper');
-const g = globalThis as { [GUARD]?: boolean };
-if (!g[GUARD]) {
-  g[GUARD] = true;
-  process.on('exit', killSpawned);
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      killSpawned();
-      // Nobody else handles it: die of it, as without this handler.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    });
-  }
-}
-
 /**
  * `node --import tsx src/cli/main.ts sidecar` as a child process; resolves once
  * it printed its ports (it serves at once, NOT_SERVING until ready).
@@ -132,14 +112,11 @@ export async function spawnSidecar(name: string, env: Record<string, string>): P
     env: { ...process.env, SA_SIDECAR_GRPC_PORT: '0', SA_SIDECAR_HTTP_PORT: '0', SA_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  spawned.add(child);
+  killOnExit(child);
   let output = '';
   child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => {
-    spawned.delete(child);
-    resolve();
-  }));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ports = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sidecar ${name} printed no ports in time:\n${output}`)), 20_000);
     const look = () => {
