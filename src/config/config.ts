@@ -280,18 +280,26 @@ function readConfigFile(path: string): Record<string, string> {
   );
 }
 
-function parseApiKeys(text: string): ApiKeyConfig[] {
+/** A JSON list of objects, each with where it stands for error messages. */
+function jsonObjects(key: string, text: string, example: string): { where: string; entry: Record<string, unknown> }[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ConfigError("SA_API_KEYS", 'must be a JSON array like [{"name":"login","sha256":"<hex>","scopes":["sessions:create"]}]');
+    throw new ConfigError(key, `must be a JSON array like ${example}`);
   }
-  if (!Array.isArray(parsed)) throw new ConfigError("SA_API_KEYS", "must be a JSON array");
+  if (!Array.isArray(parsed)) throw new ConfigError(key, "must be a JSON array");
   return parsed.map((entry, i) => {
-    const where = `SA_API_KEYS[${i}]`;
-    if (!entry || typeof entry !== "object") throw new ConfigError(where, "must be an object");
-    const { name, sha256, scopes } = entry as Record<string, unknown>;
+    const where = `${key}[${i}]`;
+    if (!entry || typeof entry !== "object" || Array.isArray(entry)) throw new ConfigError(where, "must be an object");
+    return { where, entry: entry as Record<string, unknown> };
+  });
+}
+
+function parseApiKeys(text: string): ApiKeyConfig[] {
+  const example = '[{"name":"login","sha256":"<hex>","scopes":["sessions:create"]}]';
+  return jsonObjects("SA_API_KEYS", text, example).map(({ where, entry }) => {
+    const { name, sha256, scopes } = entry;
     if (typeof name !== "string" || !name) throw new ConfigError(where, "needs a name");
     if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(sha256)) {
       throw new ConfigError(where, "sha256 must be the 64 hex digits of the key's SHA-256 (session-authority keys new-api-key NAME)");
@@ -356,18 +364,10 @@ function parsePem<T>(key: ConfigKey, parse: () => T): T {
 const SUBJECT = /^(CN=|DNS:|URI:)\S/;
 
 function parseMtlsIdentities(text: string): MtlsIdentityConfig[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new ConfigError("SA_MTLS_IDENTITIES", 'must be a JSON array like [{"subject":"CN=login-service","name":"login","scopes":["sessions:create"]}]');
-  }
-  if (!Array.isArray(parsed)) throw new ConfigError("SA_MTLS_IDENTITIES", "must be a JSON array");
   const seen = new Set<string>();
-  return parsed.map((entry, i) => {
-    const where = `SA_MTLS_IDENTITIES[${i}]`;
-    if (!entry || typeof entry !== "object") throw new ConfigError(where, "must be an object");
-    const { subject, name, scopes } = entry as Record<string, unknown>;
+  const example = '[{"subject":"CN=login-service","name":"login","scopes":["sessions:create"]}]';
+  return jsonObjects("SA_MTLS_IDENTITIES", text, example).map(({ where, entry }) => {
+    const { subject, name, scopes } = entry;
     if (typeof subject !== "string" || !SUBJECT.test(subject)) {
       throw new ConfigError(where, 'subject must be "CN=<common name>", "DNS:<name>" or "URI:<uri>" of the client certificate');
     }
