@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sessionauthority/v1/authority.proto.
  */
 export const file_sessionauthority_v1_authority: GenFile = /*@__PURE__*/
-  fileDesc("CiNzZXNzaW9uYXV0aG9yaXR5L3YxL2F1dGhvcml0eS5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSIiCgZEZXZpY2USCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgDIAEoCRI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRva2VuX3R5cGUYBSABKAkixQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSDQoFcm9sZXMYAyADKAkSEwoLcGVybWlzc2lvbnMYBCADKAkSKwoGZGV2aWNlGAUgASgLMhsuc2Vzc2lvbmF1dGhvcml0eS52MS5EZXZpY2USEgoKdXNlcl9hZ2VudBgGIAEoCRISCgppcF9hZGRyZXNzGAcgASgJEhEKCWNsaWVudF9pZBgIIAEoCSKTAQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEhIKCnNlc3Npb25faWQYASABKAkSLgoGdG9rZW5zGAIgASgLMh4uc2Vzc2lvbmF1dGhvcml0eS52MS5Ub2tlblBhaXISNgoSc2Vzc2lvbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIo0BCg9SZWZyZXNoUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRIuCgZ0b2tlbnMYAiABKAsyHi5zZXNzaW9uYXV0aG9yaXR5LnYxLlRva2VuUGFpchI2ChJzZXNzaW9uX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiwKFFZhbGlkYXRlVG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSLqAQoJUHJpbmNpcGFsEg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRINCgVyb2xlcxgEIAMoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRIRCgljbGllbnRfaWQYBiABKAkSEAoIdG9rZW5faWQYByABKAkSLQoJaXNzdWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLlAQoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEg0KBXZhbGlkGAEgASgIEjEKCXByaW5jaXBhbBgCIAEoCzIeLnNlc3Npb25hdXRob3JpdHkudjEuUHJpbmNpcGFsEjcKBnJlYXNvbhgDIAEoDjInLnNlc3Npb25hdXRob3JpdHkudjEuVG9rZW5JbnZhbGlkUmVhc29uEkAKEXJldm9jYXRpb25fcmVhc29uGAQgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEg8KB21lc3NhZ2UYBSABKAkioQEKDVJldm9rZVJlcXVlc3QSFgoMYWNjZXNzX3Rva2VuGAEgASgJSAASFAoKc2Vzc2lvbl9pZBgCIAEoCUgAEhEKB3VzZXJfaWQYAyABKAlIABI1CgZyZWFzb24YBCABKA4yJS5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9jYXRpb25SZWFzb24SDgoGZGV0YWlsGAUgASgJQggKBnRhcmdldCIoCg5SZXZva2VSZXNwb25zZRIWCg5zZXNzaW9uc19lbmRlZBgBIAEoDSJUCg1Mb2dvdXRSZXF1ZXN0Ei8KBXNjb3BlGAEgASgOMiAuc2Vzc2lvbmF1dGhvcml0eS52MS5Mb2dvdXRTY29wZRISCgpzZXNzaW9uX2lkGAIgASgJIigKDkxvZ291dFJlc3BvbnNlEhYKDnNlc3Npb25zX2VuZGVkGAEgASgNIiYKE0xpc3RTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSLpAgoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIrCgZkZXZpY2UYAiABKAsyGy5zZXNzaW9uYXV0aG9yaXR5LnYxLkRldmljZRISCgp1c2VyX2FnZW50GAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNwoTYWJzb2x1dGVfZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgJIAEoCBIRCgljbGllbnRfaWQYCiABKAkiSgoUTGlzdFNlc3Npb25zUmVzcG9uc2USMgoIc2Vzc2lvbnMYASADKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlc3Npb25JbmZvIhAKDkdldEp3a3NSZXF1ZXN0InkKCkpzb25XZWJLZXkSCwoDa2lkGAEgASgJEgsKA2t0eRgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgsKA2NydhgFIAEoCRIJCgF4GAYgASgJEgkKAXkYByABKAkSCQoBbhgIIAEoCRIJCgFlGAkgASgJIkAKD0dldEp3a3NSZXNwb25zZRItCgRrZXlzGAEgAygLMh8uc2Vzc2lvbmF1dGhvcml0eS52MS5Kc29uV2ViS2V5KuEDChJUb2tlbkludmFsaWRSZWFzb24SJAogVE9LRU5fSU5WQUxJRF9SRUFTT05fVU5TUEVDSUZJRUQQABIiCh5UT0tFTl9JTlZBTElEX1JFQVNPTl9NQUxGT1JNRUQQARIiCh5UT0tFTl9JTlZBTElEX1JFQVNPTl9UT09fTEFSR0UQAhIuCipUT0tFTl9JTlZBTElEX1JFQVNPTl9VTlNVUFBPUlRFRF9BTEdPUklUSE0QAxIkCiBUT0tFTl9JTlZBTElEX1JFQVNPTl9VTktOT1dOX0tFWRAEEiYKIlRPS0VOX0lOVkFMSURfUkVBU09OX0JBRF9TSUdOQVRVUkUQBRIjCh9UT0tFTl9JTlZBTElEX1JFQVNPTl9XUk9OR19UWVBFEAYSJQohVE9LRU5fSU5WQUxJRF9SRUFTT05fV1JPTkdfSVNTVUVSEAcSJwojVE9LRU5fSU5WQUxJRF9SRUFTT05fV1JPTkdfQVVESUVOQ0UQCBIgChxUT0tFTl9JTlZBTElEX1JFQVNPTl9FWFBJUkVEEAkSJgoiVE9LRU5fSU5WQUxJRF9SRUFTT05fTk9UX1lFVF9WQUxJRBAKEiAKHFRPS0VOX0lOVkFMSURfUkVBU09OX1JFVk9LRUQQCyq4AgoQUmV2b2NhdGlvblJlYXNvbhIhCh1SRVZPQ0FUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEiIKHlJFVk9DQVRJT05fUkVBU09OX1VTRVJfUkVRVUVTVBABEiMKH1JFVk9DQVRJT05fUkVBU09OX1NFQ1VSSVRZX1JJU0sQAhIiCh5SRVZPQ0FUSU9OX1JFQVNPTl9BRE1JTl9BQ1RJT04QAxImCiJSRVZPQ0FUSU9OX1JFQVNPTl9QQVNTV09SRF9DSEFOR0VEEAQSJAogUkVWT0NBVElPTl9SRUFTT05fQUNDT1VOVF9MT0NLRUQQBRIpCiVSRVZPQ0FUSU9OX1JFQVNPTl9SRUZSRVNIX1RPS0VOX1JFVVNFEAYSGwoXUkVWT0NBVElPTl9SRUFTT05fT1RIRVIQByqOAQoLTG9nb3V0U2NvcGUSHAoYTE9HT1VUX1NDT1BFX1VOU1BFQ0lGSUVEEAASGAoUTE9HT1VUX1NDT1BFX0NVUlJFTlQQARIUChBMT0dPVVRfU0NPUEVfQUxMEAISFwoTTE9HT1VUX1NDT1BFX09USEVSUxADEhgKFExPR09VVF9TQ09QRV9TRVNTSU9OEAQyoAUKF1Nlc3Npb25BdXRob3JpdHlTZXJ2aWNlEmYKDUNyZWF0ZVNlc3Npb24SKS5zZXNzaW9uYXV0aG9yaXR5LnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0Giouc2Vzc2lvbmF1dGhvcml0eS52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USVAoHUmVmcmVzaBIjLnNlc3Npb25hdXRob3JpdHkudjEuUmVmcmVzaFJlcXVlc3QaJC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJlZnJlc2hSZXNwb25zZRJmCg1WYWxpZGF0ZVRva2VuEikuc2Vzc2lvbmF1dGhvcml0eS52MS5WYWxpZGF0ZVRva2VuUmVxdWVzdBoqLnNlc3Npb25hdXRob3JpdHkudjEuVmFsaWRhdGVUb2tlblJlc3BvbnNlElEKBlJldm9rZRIiLnNlc3Npb25hdXRob3JpdHkudjEuUmV2b2tlUmVxdWVzdBojLnNlc3Npb25hdXRob3JpdHkudjEuUmV2b2tlUmVzcG9uc2USUQoGTG9nb3V0EiIuc2Vzc2lvbmF1dGhvcml0eS52MS5Mb2dvdXRSZXF1ZXN0GiMuc2Vzc2lvbmF1dGhvcml0eS52MS5Mb2dvdXRSZXNwb25zZRJjCgxMaXN0U2Vzc2lvbnMSKC5zZXNzaW9uYXV0aG9yaXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaKS5zZXNzaW9uYXV0aG9yaXR5LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlElQKB0dldEp3a3MSIy5zZXNzaW9uYXV0aG9yaXR5LnYxLkdldEp3a3NSZXF1ZXN0GiQuc2Vzc2lvbmF1dGhvcml0eS52MS5HZXRKd2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiNzZXNzaW9uYXV0aG9yaXR5L3YxL2F1dGhvcml0eS5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSIiCgZEZXZpY2USCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRI7ChdhY2Nlc3NfdG9rZW5fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgDIAEoCRI8ChhyZWZyZXNoX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRva2VuX3R5cGUYBSABKAki+wEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSDQoFcm9sZXMYAyADKAkSEwoLcGVybWlzc2lvbnMYBCADKAkSKwoGZGV2aWNlGAUgASgLMhsuc2Vzc2lvbmF1dGhvcml0eS52MS5EZXZpY2USEgoKdXNlcl9hZ2VudBgGIAEoCRISCgppcF9hZGRyZXNzGAcgASgJEhEKCWNsaWVudF9pZBgIIAEoCRI0CghkZWxpdmVyeRgJIAEoDjIiLnNlc3Npb25hdXRob3JpdHkudjEuVG9rZW5EZWxpdmVyeSLhAQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEhIKCnNlc3Npb25faWQYASABKAkSLgoGdG9rZW5zGAIgASgLMh4uc2Vzc2lvbmF1dGhvcml0eS52MS5Ub2tlblBhaXISNgoSc2Vzc2lvbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxoYW5kb2ZmX2NvZGUYBCABKAkSNgoSaGFuZG9mZl9leHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIo0BCg9SZWZyZXNoUmVzcG9uc2USEgoKc2Vzc2lvbl9pZBgBIAEoCRIuCgZ0b2tlbnMYAiABKAsyHi5zZXNzaW9uYXV0aG9yaXR5LnYxLlRva2VuUGFpchI2ChJzZXNzaW9uX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiwKFFZhbGlkYXRlVG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSLqAQoJUHJpbmNpcGFsEg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRINCgVyb2xlcxgEIAMoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRIRCgljbGllbnRfaWQYBiABKAkSEAoIdG9rZW5faWQYByABKAkSLQoJaXNzdWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLlAQoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEg0KBXZhbGlkGAEgASgIEjEKCXByaW5jaXBhbBgCIAEoCzIeLnNlc3Npb25hdXRob3JpdHkudjEuUHJpbmNpcGFsEjcKBnJlYXNvbhgDIAEoDjInLnNlc3Npb25hdXRob3JpdHkudjEuVG9rZW5JbnZhbGlkUmVhc29uEkAKEXJldm9jYXRpb25fcmVhc29uGAQgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEg8KB21lc3NhZ2UYBSABKAkioQEKDVJldm9rZVJlcXVlc3QSFgoMYWNjZXNzX3Rva2VuGAEgASgJSAASFAoKc2Vzc2lvbl9pZBgCIAEoCUgAEhEKB3VzZXJfaWQYAyABKAlIABI1CgZyZWFzb24YBCABKA4yJS5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9jYXRpb25SZWFzb24SDgoGZGV0YWlsGAUgASgJQggKBnRhcmdldCIoCg5SZXZva2VSZXNwb25zZRIWCg5zZXNzaW9uc19lbmRlZBgBIAEoDSJUCg1Mb2dvdXRSZXF1ZXN0Ei8KBXNjb3BlGAEgASgOMiAuc2Vzc2lvbmF1dGhvcml0eS52MS5Mb2dvdXRTY29wZRISCgpzZXNzaW9uX2lkGAIgASgJIigKDkxvZ291dFJlc3BvbnNlEhYKDnNlc3Npb25zX2VuZGVkGAEgASgNIiYKE0xpc3RTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSLpAgoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIrCgZkZXZpY2UYAiABKAsyGy5zZXNzaW9uYXV0aG9yaXR5LnYxLkRldmljZRISCgp1c2VyX2FnZW50GAMgASgJEhIKCmlwX2FkZHJlc3MYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNwoTYWJzb2x1dGVfZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgJIAEoCBIRCgljbGllbnRfaWQYCiABKAkiSgoUTGlzdFNlc3Npb25zUmVzcG9uc2USMgoIc2Vzc2lvbnMYASADKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlc3Npb25JbmZvIhAKDkdldEp3a3NSZXF1ZXN0InkKCkpzb25XZWJLZXkSCwoDa2lkGAEgASgJEgsKA2t0eRgCIAEoCRILCgNhbGcYAyABKAkSCwoDdXNlGAQgASgJEgsKA2NydhgFIAEoCRIJCgF4GAYgASgJEgkKAXkYByABKAkSCQoBbhgIIAEoCRIJCgFlGAkgASgJIkAKD0dldEp3a3NSZXNwb25zZRItCgRrZXlzGAEgAygLMh8uc2Vzc2lvbmF1dGhvcml0eS52MS5Kc29uV2ViS2V5IhUKE1dhdGNoU2Vzc2lvblJlcXVlc3QigAIKFFdhdGNoU2Vzc2lvblJlc3BvbnNlEjQKB3N0YXJ0ZWQYASABKAsyIS5zZXNzaW9uYXV0aG9yaXR5LnYxLldhdGNoU3RhcnRlZEgAEjIKBWVuZGVkGAIgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5TZXNzaW9uRW5kZWRIABJAChNvdGhlcl9zZXNzaW9uX2VuZGVkGAMgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5TZXNzaW9uRW5kZWRIABIzCgloZWFydGJlYXQYBCABKAsyHi5zZXNzaW9uYXV0aG9yaXR5LnYxLkhlYXJ0YmVhdEgAQgcKBWV2ZW50IloKDFdhdGNoU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEjYKEnNlc3Npb25fZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirgEKDFNlc3Npb25FbmRlZBISCgpzZXNzaW9uX2lkGAEgASgJEjUKBnJlYXNvbhgCIAEoDjIlLnNlc3Npb25hdXRob3JpdHkudjEuUmV2b2NhdGlvblJlYXNvbhIPCgdtZXNzYWdlGAMgASgJEiwKCGVuZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhbGxfc2Vzc2lvbnMYBSABKAgiMwoJSGVhcnRiZWF0EiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpuCg1Ub2tlbkRlbGl2ZXJ5Eh4KGlRPS0VOX0RFTElWRVJZX1VOU1BFQ0lGSUVEEAASGQoVVE9LRU5fREVMSVZFUllfRElSRUNUEAESIgoeVE9LRU5fREVMSVZFUllfQlJPV1NFUl9IQU5ET0ZGEAIq4QMKElRva2VuSW52YWxpZFJlYXNvbhIkCiBUT0tFTl9JTlZBTElEX1JFQVNPTl9VTlNQRUNJRklFRBAAEiIKHlRPS0VOX0lOVkFMSURfUkVBU09OX01BTEZPUk1FRBABEiIKHlRPS0VOX0lOVkFMSURfUkVBU09OX1RPT19MQVJHRRACEi4KKlRPS0VOX0lOVkFMSURfUkVBU09OX1VOU1VQUE9SVEVEX0FMR09SSVRITRADEiQKIFRPS0VOX0lOVkFMSURfUkVBU09OX1VOS05PV05fS0VZEAQSJgoiVE9LRU5fSU5WQUxJRF9SRUFTT05fQkFEX1NJR05BVFVSRRAFEiMKH1RPS0VOX0lOVkFMSURfUkVBU09OX1dST05HX1RZUEUQBhIlCiFUT0tFTl9JTlZBTElEX1JFQVNPTl9XUk9OR19JU1NVRVIQBxInCiNUT0tFTl9JTlZBTElEX1JFQVNPTl9XUk9OR19BVURJRU5DRRAIEiAKHFRPS0VOX0lOVkFMSURfUkVBU09OX0VYUElSRUQQCRImCiJUT0tFTl9JTlZBTElEX1JFQVNPTl9OT1RfWUVUX1ZBTElEEAoSIAocVE9LRU5fSU5WQUxJRF9SRUFTT05fUkVWT0tFRBALKrgCChBSZXZvY2F0aW9uUmVhc29uEiEKHVJFVk9DQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIgoeUkVWT0NBVElPTl9SRUFTT05fVVNFUl9SRVFVRVNUEAESIwofUkVWT0NBVElPTl9SRUFTT05fU0VDVVJJVFlfUklTSxACEiIKHlJFVk9DQVRJT05fUkVBU09OX0FETUlOX0FDVElPThADEiYKIlJFVk9DQVRJT05fUkVBU09OX1BBU1NXT1JEX0NIQU5HRUQQBBIkCiBSRVZPQ0FUSU9OX1JFQVNPTl9BQ0NPVU5UX0xPQ0tFRBAFEikKJVJFVk9DQVRJT05fUkVBU09OX1JFRlJFU0hfVE9LRU5fUkVVU0UQBhIbChdSRVZPQ0FUSU9OX1JFQVNPTl9PVEhFUhAHKo4BCgtMb2dvdXRTY29wZRIcChhMT0dPVVRfU0NPUEVfVU5TUEVDSUZJRUQQABIYChRMT0dPVVRfU0NPUEVfQ1VSUkVOVBABEhQKEExPR09VVF9TQ09QRV9BTEwQAhIXChNMT0dPVVRfU0NPUEVfT1RIRVJTEAMSGAoUTE9HT1VUX1NDT1BFX1NFU1NJT04QBDKHBgoXU2Vzc2lvbkF1dGhvcml0eVNlcnZpY2USZgoNQ3JlYXRlU2Vzc2lvbhIpLnNlc3Npb25hdXRob3JpdHkudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaKi5zZXNzaW9uYXV0aG9yaXR5LnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJUCgdSZWZyZXNoEiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZWZyZXNoUmVxdWVzdBokLnNlc3Npb25hdXRob3JpdHkudjEuUmVmcmVzaFJlc3BvbnNlEmYKDVZhbGlkYXRlVG9rZW4SKS5zZXNzaW9uYXV0aG9yaXR5LnYxLlZhbGlkYXRlVG9rZW5SZXF1ZXN0Giouc2Vzc2lvbmF1dGhvcml0eS52MS5WYWxpZGF0ZVRva2VuUmVzcG9uc2USUQoGUmV2b2tlEiIuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VSZXF1ZXN0GiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VSZXNwb25zZRJRCgZMb2dvdXQSIi5zZXNzaW9uYXV0aG9yaXR5LnYxLkxvZ291dFJlcXVlc3QaIy5zZXNzaW9uYXV0aG9yaXR5LnYxLkxvZ291dFJlc3BvbnNlEmMKDExpc3RTZXNzaW9ucxIoLnNlc3Npb25hdXRob3JpdHkudjEuTGlzdFNlc3Npb25zUmVxdWVzdBopLnNlc3Npb25hdXRob3JpdHkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USVAoHR2V0SndrcxIjLnNlc3Npb25hdXRob3JpdHkudjEuR2V0Sndrc1JlcXVlc3QaJC5zZXNzaW9uYXV0aG9yaXR5LnYxLkdldEp3a3NSZXNwb25zZRJlCgxXYXRjaFNlc3Npb24SKC5zZXNzaW9uYXV0aG9yaXR5LnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaKS5zZXNzaW9uYXV0aG9yaXR5LnYxLldhdGNoU2Vzc2lvblJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Device identifies the device a session belongs to.
@@ -141,6 +141,13 @@ export type CreateSessionRequest = Message<"sessionauthority.v1.CreateSessionReq
    * @generated from field: string client_id = 8;
    */
   clientId: string;
+
+  /**
+   * How the first token pair reaches the user's client.
+   *
+   * @generated from field: sessionauthority.v1.TokenDelivery delivery = 9;
+   */
+  delivery: TokenDelivery;
 };
 
 /**
@@ -160,6 +167,8 @@ export type CreateSessionResponse = Message<"sessionauthority.v1.CreateSessionRe
   sessionId: string;
 
   /**
+   * Absent with TOKEN_DELIVERY_BROWSER_HANDOFF.
+   *
    * @generated from field: sessionauthority.v1.TokenPair tokens = 2;
    */
   tokens?: TokenPair | undefined;
@@ -170,6 +179,18 @@ export type CreateSessionResponse = Message<"sessionauthority.v1.CreateSessionRe
    * @generated from field: google.protobuf.Timestamp session_expires_at = 3;
    */
   sessionExpiresAt?: Timestamp | undefined;
+
+  /**
+   * Set with TOKEN_DELIVERY_BROWSER_HANDOFF: single use, short-lived.
+   *
+   * @generated from field: string handoff_code = 4;
+   */
+  handoffCode: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp handoff_expires_at = 5;
+   */
+  handoffExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -656,6 +677,189 @@ export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
   messageDesc(file_sessionauthority_v1_authority, 18);
 
 /**
+ * @generated from message sessionauthority.v1.WatchSessionRequest
+ */
+export type WatchSessionRequest = Message<"sessionauthority.v1.WatchSessionRequest"> & {
+};
+
+/**
+ * Describes the message sessionauthority.v1.WatchSessionRequest.
+ * Use `create(WatchSessionRequestSchema)` to create a new message.
+ */
+export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_authority, 19);
+
+/**
+ * @generated from message sessionauthority.v1.WatchSessionResponse
+ */
+export type WatchSessionResponse = Message<"sessionauthority.v1.WatchSessionResponse"> & {
+  /**
+   * @generated from oneof sessionauthority.v1.WatchSessionResponse.event
+   */
+  event: {
+    /**
+     * First message: the watch is live for this session.
+     *
+     * @generated from field: sessionauthority.v1.WatchStarted started = 1;
+     */
+    value: WatchStarted;
+    case: "started";
+  } | {
+    /**
+     * The caller's own session ended; the stream closes after it.
+     *
+     * @generated from field: sessionauthority.v1.SessionEnded ended = 2;
+     */
+    value: SessionEnded;
+    case: "ended";
+  } | {
+    /**
+     * Another session of the same user ended (its device left the list).
+     *
+     * @generated from field: sessionauthority.v1.SessionEnded other_session_ended = 3;
+     */
+    value: SessionEnded;
+    case: "otherSessionEnded";
+  } | {
+    /**
+     * Sent while nothing happens, so intermediaries keep the stream open.
+     *
+     * @generated from field: sessionauthority.v1.Heartbeat heartbeat = 4;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sessionauthority.v1.WatchSessionResponse.
+ * Use `create(WatchSessionResponseSchema)` to create a new message.
+ */
+export const WatchSessionResponseSchema: GenMessage<WatchSessionResponse> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_authority, 20);
+
+/**
+ * @generated from message sessionauthority.v1.WatchStarted
+ */
+export type WatchStarted = Message<"sessionauthority.v1.WatchStarted"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The absolute end of the session, for an expiry warning.
+   *
+   * @generated from field: google.protobuf.Timestamp session_expires_at = 2;
+   */
+  sessionExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sessionauthority.v1.WatchStarted.
+ * Use `create(WatchStartedSchema)` to create a new message.
+ */
+export const WatchStartedSchema: GenMessage<WatchStarted> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_authority, 21);
+
+/**
+ * SessionEnded says a session ended and why, in words a user can be shown.
+ *
+ * @generated from message sessionauthority.v1.SessionEnded
+ */
+export type SessionEnded = Message<"sessionauthority.v1.SessionEnded"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: sessionauthority.v1.RevocationReason reason = 2;
+   */
+  reason: RevocationReason;
+
+  /**
+   * For the user, for example "You were signed out because your password changed."
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_at = 4;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * True when every session of the user ended at once (global logout).
+   *
+   * @generated from field: bool all_sessions = 5;
+   */
+  allSessions: boolean;
+};
+
+/**
+ * Describes the message sessionauthority.v1.SessionEnded.
+ * Use `create(SessionEndedSchema)` to create a new message.
+ */
+export const SessionEndedSchema: GenMessage<SessionEnded> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_authority, 22);
+
+/**
+ * @generated from message sessionauthority.v1.Heartbeat
+ */
+export type Heartbeat = Message<"sessionauthority.v1.Heartbeat"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sessionauthority.v1.Heartbeat.
+ * Use `create(HeartbeatSchema)` to create a new message.
+ */
+export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_authority, 23);
+
+/**
+ * TokenDelivery chooses who receives the first token pair of a session.
+ *
+ * @generated from enum sessionauthority.v1.TokenDelivery
+ */
+export enum TokenDelivery {
+  /**
+   * Treated as DIRECT.
+   *
+   * @generated from enum value: TOKEN_DELIVERY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The response carries the token pair (apps, servers).
+   *
+   * @generated from enum value: TOKEN_DELIVERY_DIRECT = 1;
+   */
+  DIRECT = 1,
+
+  /**
+   * The response carries a one-time handoff code and no tokens. The login
+   * service gives the code to the browser, which exchanges it at the
+   * authority's `POST /auth/v1/session`: the refresh token is then set as an
+   * HttpOnly cookie and never reaches page scripts or the login service's logs.
+   *
+   * @generated from enum value: TOKEN_DELIVERY_BROWSER_HANDOFF = 2;
+   */
+  BROWSER_HANDOFF = 2,
+}
+
+/**
+ * Describes the enum sessionauthority.v1.TokenDelivery.
+ */
+export const TokenDeliverySchema: GenEnum<TokenDelivery> = /*@__PURE__*/
+  enumDesc(file_sessionauthority_v1_authority, 0);
+
+/**
  * TokenInvalidReason says why an access token was refused.
  *
  * @generated from enum sessionauthority.v1.TokenInvalidReason
@@ -726,7 +930,7 @@ export enum TokenInvalidReason {
  * Describes the enum sessionauthority.v1.TokenInvalidReason.
  */
 export const TokenInvalidReasonSchema: GenEnum<TokenInvalidReason> = /*@__PURE__*/
-  enumDesc(file_sessionauthority_v1_authority, 0);
+  enumDesc(file_sessionauthority_v1_authority, 1);
 
 /**
  * RevocationReason says why a token, session or user was revoked. New values
@@ -782,7 +986,7 @@ export enum RevocationReason {
  * Describes the enum sessionauthority.v1.RevocationReason.
  */
 export const RevocationReasonSchema: GenEnum<RevocationReason> = /*@__PURE__*/
-  enumDesc(file_sessionauthority_v1_authority, 1);
+  enumDesc(file_sessionauthority_v1_authority, 2);
 
 /**
  * LogoutScope chooses which of the caller's own sessions end.
@@ -830,7 +1034,7 @@ export enum LogoutScope {
  * Describes the enum sessionauthority.v1.LogoutScope.
  */
 export const LogoutScopeSchema: GenEnum<LogoutScope> = /*@__PURE__*/
-  enumDesc(file_sessionauthority_v1_authority, 2);
+  enumDesc(file_sessionauthority_v1_authority, 3);
 
 /**
  * SessionAuthorityService owns sessions, refresh tokens and revocations.
@@ -920,6 +1124,20 @@ export const SessionAuthorityService: GenService<{
     methodKind: "unary";
     input: typeof GetJwksRequestSchema;
     output: typeof GetJwksResponseSchema;
+  },
+  /**
+   * WatchSession streams what happens to the caller's session (access token in
+   * `authorization: Bearer <token>`): first a WatchStarted, then at most one
+   * SessionEnded, after which the stream closes. Other devices of the same user
+   * ending are reported too, so a device list can stay current. Heartbeats keep
+   * idle proxies from closing the stream.
+   *
+   * @generated from rpc sessionauthority.v1.SessionAuthorityService.WatchSession
+   */
+  watchSession: {
+    methodKind: "server_streaming";
+    input: typeof WatchSessionRequestSchema;
+    output: typeof WatchSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sessionauthority_v1_authority, 0);
