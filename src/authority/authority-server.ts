@@ -71,6 +71,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const events = new SecurityEvents(logger);
   const sessions = new SessionService({
     store, keys, clock, logger, events,
+    revocationsPublished: relay ? () => relay.settled() : undefined,
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });

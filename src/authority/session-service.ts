@@ -28,6 +28,11 @@ export interface SessionServiceOptions {
   clock: Clock;
   logger: Logger;
   events: SecurityEvents;
+  /**
+   * Resolves when the revocations just recorded have reached the event bus (or
+   * after a short bound); awaited before a revocation is acknowledged.
+   */
+  revocationsPublished?: () => Promise<void>;
 }
 
 /** What the login service says about a new session; the rest is the authority's. */
@@ -137,6 +142,7 @@ export class SessionService {
       });
       if (outcome === "grace") continue;
       if (outcome === "unknown") throw sessionEnded();
+      await this.o.revocationsPublished?.();
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
@@ -228,6 +234,7 @@ export class SessionService {
         }
         const { claims } = verified;
         await store.revokeToken({ userId: claims.sub, sid: claims.sid, jti: claims.jti, reason, now, coverUntil: claims.exp * 1000 + this.o.policy.clockSkewMs });
+        await this.o.revocationsPublished?.();
         logger.info({ jti: claims.jti, sid: claims.sid, reason }, "access token revoked");
         return 0;
       }
@@ -237,6 +244,7 @@ export class SessionService {
         const result = await store.endSessions({
           userId, target: { kind: "one", sid: target.sid }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
+        await this.o.revocationsPublished?.();
         logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
         return result.ended.length;
       }
@@ -244,6 +252,7 @@ export class SessionService {
         const result = await store.endSessions({
           userId: target.userId, target: { kind: "all" }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
+        await this.o.revocationsPublished?.();
         logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
         return result.ended.length;
       }
@@ -261,6 +270,7 @@ export class SessionService {
       : ({ kind: "one", sid: scope === "session" ? sid! : caller.sid } as const);
     const result = await store.endSessions({ ...common, target, requireOwnership: scope === "session" });
     if (!result.found) throw new AuthorityError("not_found", "no such session of yours");
+    await this.o.revocationsPublished?.();
     logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
     return result.ended.length;
   }

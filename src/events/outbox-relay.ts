@@ -41,6 +41,8 @@ export class OutboxRelay {
   private streamsReady = false;
   private sweeper: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
+  /** Immediate publishes not yet acknowledged by JetStream. */
+  private readonly inflight = new Set<Promise<void>>();
   /** Events published since start, for tests and metrics. */
   published = 0;
 
@@ -53,7 +55,11 @@ export class OutboxRelay {
     // The fast path: events this process records are published the moment their
     // script returns; the loop below is for everything else (NATS was down,
     // another replica died, a publish failed).
-    this.unwatch = this.o.store.watchOutbox((batch) => void this.publishNow(batch));
+    this.unwatch = this.o.store.watchOutbox((batch) => {
+      const publishing = this.publishNow(batch);
+      this.inflight.add(publishing);
+      void publishing.finally(() => this.inflight.delete(publishing));
+    });
     // The repair scan is slow on a big keyspace, so it runs beside the publishing
     // loop, never in it: at start (a crash may have left entries) and then rarely.
     const sweep = () =>
@@ -64,6 +70,23 @@ export class OutboxRelay {
     sweep();
     this.sweeper = setInterval(sweep, this.o.sweepIntervalMs ?? 30_000);
     this.sweeper.unref();
+  }
+
+  /**
+   * Resolves once the events recorded so far by this process have been
+   * acknowledged by JetStream, or after `maxWaitMs`, whichever is first. Awaited
+   * before a revocation is acknowledged, so a caller that sees the answer knows
+   * verifiers are already being told; the bound keeps NATS from becoming a
+   * dependency of Revoke (the outbox still delivers what missed it).
+   */
+  async settled(maxWaitMs = 200): Promise<void> {
+    if (this.inflight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inflight]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Publishes pending events now instead of at the next poll. */

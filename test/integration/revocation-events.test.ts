@@ -73,6 +73,42 @@ describe('revocation events', () => {
     expect(entries.some((e) => e.sid === s.sid && e.kind === 'session')).toBe(true);
   });
 
+  it('Revoke answers once JetStream has the event: a stalled NATS delays the answer, not the delivery', async () => {
+    const user = uniqueUser();
+    const s = await createSession(auth.grpc, auth.keys.admin, { userId: user });
+    const before = auth.authority.relay!.published;
+    nats.pause();
+    const resume = setTimeout(() => nats.resume(), 120);
+    const started = performance.now();
+    try {
+      await auth.grpc.revoke({ target: { case: 'sessionId', value: s.sid }, reason: RevocationReason.ADMIN_ACTION }, apiKey(auth.keys.admin));
+    } finally {
+      clearTimeout(resume);
+      nats.resume();
+    }
+    // Answered only after NATS came back and acknowledged: verifiers were being told already.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(100);
+    expect(auth.authority.relay!.published).toBe(before + 1);
+  });
+
+  it('a hung NATS does not hold Revoke past a short bound; the outbox delivers later', async () => {
+    const { entries } = await collect();
+    const user = uniqueUser();
+    const s = await createSession(auth.grpc, auth.keys.admin, { userId: user });
+    nats.pause();
+    let elapsed: number;
+    try {
+      const started = performance.now();
+      const res = await auth.grpc.revoke({ target: { case: 'sessionId', value: s.sid }, reason: RevocationReason.SECURITY_RISK }, apiKey(auth.keys.admin));
+      elapsed = performance.now() - started;
+      expect(res.sessionsEnded).toBe(1);
+    } finally {
+      nats.resume();
+    }
+    expect(elapsed).toBeLessThan(1000);
+    await until(() => entries.some((e) => e.sid === s.sid));
+  });
+
   it('a revocation acknowledged while NATS is down is delivered once NATS is back', async () => {
     await nats.stop();
     const user = uniqueUser();

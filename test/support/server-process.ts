@@ -18,6 +18,10 @@ export interface ServerProcess {
   kill(): Promise<void>;
   /** Start again on the same port and dir (stops a running instance first). */
   restart(): Promise<void>;
+  /** SIGSTOP: the server holds its connections but answers nothing (a hung server). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
 }
 
 export interface ServerSpec {
@@ -131,5 +135,7 @@ export async function startServer(spec: ServerSpec, dir: string, fixedPort?: num
       await signal('SIGTERM');
       child = await launch(spec, port, dir);
     },
+    pause: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
   };
 }
