@@ -432,9 +432,13 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
   private schedule(grant: SessionGrant): void {
     const { clock, refreshMarginMs, refreshJitterMs, expiringWarningMs } = this.o;
     const now = clock.now();
-    this.refreshAlarm.set(plannedRefreshAt(now, this.local(grant.accessTokenExpiresAt), refreshMarginMs, refreshJitterMs, this.o.random()), () =>
-      this.backgroundRefresh(),
-    );
+    // A token that lives as long as the session cannot be outlived by refreshing: leave it to the end alarm.
+    if (grant.accessTokenExpiresAt < grant.sessionExpiresAt) {
+      const at = plannedRefreshAt(now, this.local(grant.accessTokenExpiresAt), refreshMarginMs, refreshJitterMs, this.o.random());
+      this.refreshAlarm.set(at, () => this.backgroundRefresh());
+    } else {
+      this.refreshAlarm.cancel();
+    }
     // Unless a refresh succeeds first, the session ends at the earlier of its idle deadline and its absolute end.
     const endsAt = this.local(Math.min(grant.refreshExpiresAt, grant.sessionExpiresAt));
     const cause = grant.sessionExpiresAt <= grant.refreshExpiresAt ? "lifetime" : "idle";
@@ -501,16 +505,16 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
   private async endWith(scope: "current" | "all"): Promise<number> {
     this.assertOpen();
     const held = this.grant;
+    const token = held ? await this.getAccessToken().catch(() => held.accessToken) : undefined;
+    // Signed out locally at once, whatever the network does; the authority is told next.
+    const current = this.grant ?? held;
+    if (current) this.endSession(current.sessionId, "logout", { allSessions: scope === "all" });
     try {
-      const token = held ? await this.getAccessToken().catch(() => held.accessToken) : undefined;
       return await this.withTimeout((signal) => this.o.refresher.logout(scope, token, signal));
     } catch (error) {
       const e = asClientError(error, "logout");
       if (e.endsSession) return 0; // already over, which is what was asked
       throw e;
-    } finally {
-      const current = this.grant ?? held;
-      if (current) this.endSession(current.sessionId, "logout", { allSessions: scope === "all" });
     }
   }
 
