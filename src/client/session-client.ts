@@ -486,7 +486,7 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
         const g = message.grant;
         const take = held
           ? held.sessionId === g.sessionId
-            ? g.accessTokenExpiresAt > held.accessTokenExpiresAt
+            ? g.accessToken !== held.accessToken && g.accessTokenExpiresAt >= held.accessTokenExpiresAt
             : this.o.refresher.sharedCredential // the shared cookie now belongs to a newer sign-in
           : this.o.refresher.sharedCredential;
         if (take) this.adopt(g, "other-tab");
