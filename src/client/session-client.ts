@@ -297,7 +297,7 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
     this.refreshAlarm.cancel();
     this.expiringAlarm.cancel();
     this.endAlarm.cancel();
-    this.watch?.stop();
+    this.watch?.close();
     this.channel?.close();
     this.unlistenWake();
     this.events.clear();

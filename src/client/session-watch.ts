@@ -6,7 +6,7 @@ import { revocationReasonName } from "./logout-messages.js";
 import { backoffDelay } from "./refresh-schedule.js";
 import { SessionClientError } from "./session-client-error.js";
 import type { RevocationReasonName } from "./session-events.js";
-import type { SessionLock } from "./session-lock.js";
+import type { LockHandle, SessionLock } from "./session-lock.js";
 import { Alarm, sleep, type Timers } from "./timers.js";
 
 /** A SessionEnded message as the SDK passes it on. */
@@ -54,6 +54,14 @@ type Outcome =
 export class SessionWatch {
   private readonly rpc;
   private current: { sessionId: string; abort: AbortController } | undefined;
+  /**
+   * Leader locks of sessions no longer watched. Kept until close(): were one released
+   * when its session ended, a waiting tab could take it and connect before the
+   * broadcast of that end reached it, then report a refused refresh instead of the
+   * authority's reason.
+   */
+  private readonly retained: LockHandle[] = [];
+  private closed = false;
   /** Streams opened so far; for status and tests. */
   connects = 0;
 
@@ -73,6 +81,13 @@ export class SessionWatch {
   stop(): void {
     this.current?.abort.abort(new SessionClientError("closed", "watch stopped"));
     this.current = undefined;
+  }
+
+  /** Stops watching and lets another tab lead. */
+  close(): void {
+    this.closed = true;
+    this.stop();
+    for (const handle of this.retained.splice(0)) handle.release();
   }
 
   private async run(sessionId: string, signal: AbortSignal): Promise<void> {
@@ -100,7 +115,8 @@ export class SessionWatch {
         }
       }
     } finally {
-      leader.release();
+      if (this.closed) leader.release();
+      else this.retained.push(leader);
       if (this.current?.abort.signal === signal) this.current = undefined;
     }
   }
