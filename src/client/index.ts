@@ -24,7 +24,7 @@ export type { TokenRefresher } from "./token-refresher.js";
 export { createCookieRefresher } from "./cookie-refresher.js";
 export type { CookieRefresherOptions } from "./cookie-refresher.js";
 export { createRpcRefresher, createMemoryRefreshTokenStorage } from "./rpc-refresher.js";
-export type { RpcRefresherOptions, RpcSignIn, RefreshTokenStorage } from "./rpc-refresher.js";
+export type { RpcRefresherOptions, RpcSignIn, RefreshTokenStorage, TimestampLike } from "./rpc-refresher.js";
 export { createWebLocksLock, createInProcessLock } from "./session-lock.js";
 export type { SessionLock, LockHandle, WebLockManager } from "./session-lock.js";
 export type { Timers } from "./timers.js";

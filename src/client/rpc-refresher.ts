@@ -1,11 +1,5 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
-import {
-  LogoutScope,
-  SessionAuthorityService,
-  type CreateSessionResponse,
-  type RefreshResponse,
-} from "../gen/sessionauthority/v1/authority_pb.js";
+import { LogoutScope, SessionAuthorityService, type RefreshResponse } from "../gen/sessionauthority/v1/authority_pb.js";
 import { ClientOptionsError } from "./client-options-error.js";
 import { fromConnectError, SessionClientError } from "./session-client-error.js";
 import { peekClaims, type SessionGrant } from "./session-grant.js";
@@ -67,8 +61,30 @@ export interface RpcRefresherOptions {
   storage: RefreshTokenStorage;
 }
 
-/** What the RPC refresher's `signIn` accepts: the token pair the login service obtained for this app. */
-export type RpcSignIn = Pick<CreateSessionResponse, "sessionId" | "tokens" | "sessionExpiresAt"> | RefreshResponse;
+/** A protobuf Timestamp (as protobuf-es gives it) or its JSON form, an RFC 3339 string. */
+export type TimestampLike = { seconds: bigint; nanos: number } | string;
+
+/**
+ * What the RPC refresher's `signIn` accepts: the CreateSession (delivery DIRECT) or Refresh
+ * response the app received from its login service, as a protobuf-es message or its
+ * Connect JSON form.
+ *
+ * @example
+ * ```ts
+ * const input: RpcSignIn = await (await fetch("/login", { method: "POST", body })).json();
+ * // { sessionId: "s_…", tokens: { accessToken: "eyJ…", accessTokenExpiresAt: "2026-01-01T12:15:00Z", refreshToken: "s_….…", refreshTokenExpiresAt: "…" }, sessionExpiresAt: "…" }
+ * ```
+ */
+export interface RpcSignIn {
+  sessionId: string;
+  tokens?: {
+    accessToken: string;
+    accessTokenExpiresAt?: TimestampLike;
+    refreshToken: string;
+    refreshTokenExpiresAt?: TimestampLike;
+  };
+  sessionExpiresAt?: TimestampLike;
+}
 
 /**
  * App/Node mode: refreshes with the Refresh RPC, keeping the rotating refresh token in
@@ -133,16 +149,23 @@ export function createRpcRefresher(options: RpcRefresherOptions): TokenRefresher
 /** The grant in a CreateSession or Refresh response; `bad_response` if it carries no tokens. */
 function grantOf(answer: RpcSignIn): SessionGrant {
   const tokens = answer?.tokens;
-  if (!answer?.sessionId || !tokens?.accessToken || !tokens.refreshToken || !tokens.accessTokenExpiresAt || !answer.sessionExpiresAt) {
+  const accessTokenExpiresAt = msOf(tokens?.accessTokenExpiresAt);
+  const sessionExpiresAt = msOf(answer?.sessionExpiresAt);
+  if (!answer?.sessionId || !tokens?.accessToken || !tokens.refreshToken || accessTokenExpiresAt === undefined || sessionExpiresAt === undefined) {
     throw new SessionClientError("bad_response", "the response carries no token pair (was the session created with delivery BROWSER_HANDOFF?)");
   }
-  const sessionExpiresAt = timestampMs(answer.sessionExpiresAt);
   return {
     sessionId: answer.sessionId,
     userId: peekClaims(tokens.accessToken).sub ?? "",
     accessToken: tokens.accessToken,
-    accessTokenExpiresAt: timestampMs(tokens.accessTokenExpiresAt),
-    refreshExpiresAt: tokens.refreshTokenExpiresAt ? timestampMs(tokens.refreshTokenExpiresAt) : sessionExpiresAt,
+    accessTokenExpiresAt,
+    refreshExpiresAt: msOf(tokens.refreshTokenExpiresAt) ?? sessionExpiresAt,
     sessionExpiresAt,
   };
+}
+
+function msOf(t: TimestampLike | undefined): number | undefined {
+  if (t === undefined) return undefined;
+  const ms = typeof t === "string" ? Date.parse(t) : Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1_000_000);
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -364,8 +364,10 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
     const timer = timers.setTimeout(() => abort.abort(new SessionClientError("unavailable", "refresh lock timeout")), lockTimeoutMs);
     const acquiring = Promise.resolve().then(() => this.o.lock.acquire(this.lockName, abort.signal));
     const handover = this.waitForGrant(satisfied);
+    // The timeout holds even for a lock that ignores its signal.
+    const timedOut = new Promise<never>((_, reject) => abort.signal.addEventListener("abort", () => reject(abort.signal.reason), { once: true }));
     try {
-      const first = await Promise.race([acquiring.then((handle) => ({ handle })), handover.promise.then((grant) => ({ grant }))]);
+      const first = await Promise.race([acquiring.then((handle) => ({ handle })), handover.promise.then((grant) => ({ grant })), timedOut]);
       if ("grant" in first) {
         abort.abort();
         acquiring.then((late) => late.release(), () => {});
@@ -373,6 +375,7 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
       }
       return { handle: first.handle };
     } catch {
+      acquiring.then((late) => late.release(), () => {});
       this.o.logger.warn("refresh lock not acquired in time; refreshing without it", { lockTimeoutMs });
       return {};
     } finally {

@@ -147,6 +147,18 @@ describe("client: tabs", () => {
     expect(auth.calls.refresh).toBe(2);
   });
 
+  it("a lock that ignores its abort signal cannot hold a refresh past the lock timeout", async () => {
+    const time = new FakeTime();
+    const auth = new FakeAuthority(time);
+    const client = browserClient(auth, time, { lock: { acquire: () => new Promise(() => {}) }, lockTimeoutMs: 2000 });
+    open.push(client);
+    await client.signIn(auth.createHandoff().handoffCode);
+    const refreshed = client.refresh();
+    await time.advance(2000);
+    await refreshed;
+    expect(auth.calls.refresh).toBe(1);
+  });
+
   it("a tab whose lock wait is answered by the other tab's token drops out of the lock queue", async () => {
     const lock = createWebLocksLock(new FakeLockManager());
     const { auth, a, b, channelName } = await twoTabs(lock);

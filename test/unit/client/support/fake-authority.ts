@@ -1,7 +1,7 @@
 // An in-process stand-in for the authority, implementing the client-facing contract:
 // the /auth/v1/* cookie endpoints (behind a fetch that also plays the browser's cookie
 // jar) and the Connect RPCs Refresh, ListSessions, Logout and WatchSession (behind a
-// router transport). Time comes from the test's FakeTime.
+// router transport, or a real server via `routes`). Time comes from the test's clock.
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -12,7 +12,7 @@ import {
   type WatchSessionResponseSchema,
 } from "../../../../src/gen/sessionauthority/v1/authority_pb.js";
 import { CookieJarFetch } from "./cookie-jar-fetch.js";
-import type { FakeTime } from "./fake-time.js";
+import type { Clock } from "../../../../src/shared/clock.js";
 
 type WatchMessage = MessageInitShape<typeof WatchSessionResponseSchema>;
 
@@ -115,7 +115,7 @@ export class FakeAuthority {
   watchFailures = 0;
 
   constructor(
-    private readonly time: FakeTime,
+    private readonly time: Clock,
     options: FakeAuthorityOptions = {},
   ) {
     this.accessTtlMs = options.accessTtlMs ?? 15 * 60_000;
