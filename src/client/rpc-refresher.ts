@@ -61,7 +61,15 @@ export interface RpcRefresherOptions {
   storage: RefreshTokenStorage;
 }
 
-/** A protobuf Timestamp (as protobuf-es gives it) or its JSON form, an RFC 3339 string. */
+/**
+ * A protobuf Timestamp (as protobuf-es gives it) or its JSON form, an RFC 3339 string.
+ *
+ * @example
+ * ```ts
+ * const a: TimestampLike = { seconds: 1767269700n, nanos: 0 };
+ * const b: TimestampLike = "2026-01-01T12:15:00Z";
+ * ```
+ */
 export type TimestampLike = { seconds: bigint; nanos: number } | string;
 
 /**

@@ -1,7 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
- * Every failure the client SDK reports. Callers `switch` on `code`.
+ * Every failure the client SDK reports. Callers `switch` on `code`
+ * (e.g. `if (error.code === "unavailable") retryLater()`).
  *
  * - `signed_out`: there is no session; sign in first.
  * - `session_ended`, `refresh_token_reused`, `refresh_token_invalid`, `unauthenticated`:

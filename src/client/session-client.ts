@@ -62,7 +62,10 @@ export interface SessionClient<SignIn = string> {
    * UNAUTHENTICATED, refreshes once and retries it once.
    */
   readonly interceptor: Interceptor;
-  /** `fetch` with the Bearer token attached; a 401 answer refreshes once and retries once. */
+  /**
+   * `fetch` with the Bearer token attached; a 401 answer refreshes once and retries once.
+   * It sends the token wherever it is pointed: use it for your own APIs only.
+   */
   readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
   /** The user's live sessions (ListSessions), the current one marked. */
   listDevices(): Promise<DeviceSession[]>;
@@ -568,6 +571,7 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
       };
     });
     this.waiters.add(notify);
+    notify(); // it may hold already
     return { promise, cancel: () => this.waiters.delete(notify) };
   }
 

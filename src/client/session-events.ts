@@ -18,7 +18,14 @@ export interface SessionSnapshot {
   clockSkewMs: number;
 }
 
-/** Why a revocation pushed by WatchSession happened (the proto's RevocationReason, lower case). */
+/**
+ * Why a revocation pushed by WatchSession happened (the proto's RevocationReason, lower case).
+ *
+ * @example
+ * ```ts
+ * client.on("logged-out", (e) => { if (e.revocationReason === "security_risk") showSecurityNotice(); });
+ * ```
+ */
 export type RevocationReasonName =
   | "unspecified"
   | "user_request"
@@ -31,6 +38,11 @@ export type RevocationReasonName =
 
 /**
  * Why the session is over.
+ *
+ * @example
+ * ```ts
+ * client.on("logged-out", ({ reason, message }) => (reason === "logout" ? goHome() : showLogin(message)));
+ * ```
  *
  * - `logout`: this client (or another tab of it) called `logout()` / `logoutEverywhere()`.
  * - `revoked`: the authority pushed the end over WatchSession (see `revocationReason`).
@@ -49,7 +61,15 @@ export type LoggedOutReason =
   | "unauthenticated"
   | "expired";
 
-/** Payload of `logged-out`. */
+/**
+ * Payload of `logged-out`; fired once per session, in every tab.
+ *
+ * @example
+ * ```ts
+ * // { reason: "revoked", revocationReason: "password_changed", message: "You were signed out because your password changed.", sessionId: "s_…", allSessions: false }
+ * client.on("logged-out", (e) => showLogin(e.message));
+ * ```
+ */
 export interface LoggedOutEvent {
   reason: LoggedOutReason;
   /** Set when the authority said why (WatchSession). */
@@ -61,14 +81,29 @@ export interface LoggedOutEvent {
   allSessions: boolean;
 }
 
-/** Payload of `refreshed`: a new access token is in memory. */
+/**
+ * Payload of `refreshed`: a new access token is in memory.
+ *
+ * @example
+ * ```ts
+ * client.on("refreshed", ({ session, source }) => console.debug(`token until ${new Date(session.accessTokenExpiresAt)} (${source})`));
+ * ```
+ */
 export interface RefreshedEvent {
   session: SessionSnapshot;
   /** `refresh`: this client refreshed; `sign-in`: a new session; `other-tab`: another tab refreshed and shared it. */
   source: "refresh" | "sign-in" | "other-tab";
 }
 
-/** Payload of `expiring`: the session will end at `endsAt` unless something changes. */
+/**
+ * Payload of `expiring`: the session will end at `endsAt` unless something changes.
+ * Fired `expiringWarningMs` before, once per deadline.
+ *
+ * @example
+ * ```ts
+ * client.on("expiring", (e) => banner(e.cause === "lifetime" ? `Please sign in again within ${Math.ceil(e.inMs / 60_000)} min` : "Connection problems: you may be signed out soon"));
+ * ```
+ */
 export interface ExpiringEvent {
   sessionId: string;
   /** Local epoch ms. */
@@ -79,7 +114,14 @@ export interface ExpiringEvent {
   cause: "lifetime" | "idle";
 }
 
-/** Payload of `device-ended`: another session of the same user ended (keep a device list current). */
+/**
+ * Payload of `device-ended`: another session of the same user ended (keep a device list current).
+ *
+ * @example
+ * ```ts
+ * client.on("device-ended", (e) => (devices = devices.filter((d) => d.sessionId !== e.sessionId)));
+ * ```
+ */
 export interface DeviceEndedEvent {
   sessionId: string;
   revocationReason: RevocationReasonName;
@@ -88,7 +130,14 @@ export interface DeviceEndedEvent {
   endedAt: number;
 }
 
-/** Payload of `error`: something failed in the background; the client keeps going. */
+/**
+ * Payload of `error`: something failed in the background; the client keeps going.
+ *
+ * @example
+ * ```ts
+ * client.on("error", ({ during, error, retryInMs }) => console.warn(`${during}: ${error.message}; retry in ${retryInMs ?? "-"} ms`));
+ * ```
+ */
 export interface ClientErrorEvent {
   error: Error;
   /** What failed: a background refresh, or the WatchSession stream. */
@@ -97,7 +146,15 @@ export interface ClientErrorEvent {
   retryInMs?: number;
 }
 
-/** Every event of a SessionClient and its payload. */
+/**
+ * Every event of a SessionClient and its payload.
+ *
+ * @example
+ * ```ts
+ * const off = client.on("logged-out", (e: SessionEvents["logged-out"]) => showLogin(e.message));
+ * off(); // unsubscribe
+ * ```
+ */
 export interface SessionEvents {
   refreshed: RefreshedEvent;
   expiring: ExpiringEvent;

@@ -28,6 +28,11 @@ export interface SessionGrant {
 /**
  * Checks that `value` is a SessionGrant (from the authority, or from another tab) and
  * returns a copy holding exactly its fields; throws `bad_response` naming the bad field.
+ *
+ * @example
+ * ```ts
+ * const grant = parseSessionGrant(await response.json()); // for a custom TokenRefresher
+ * ```
  */
 export function parseSessionGrant(value: unknown): SessionGrant {
   if (!value || typeof value !== "object") throw badGrant("is not an object");

@@ -1,6 +1,13 @@
 /**
  * A held lock. `contended` tells whether someone else held it when it was asked for:
  * a refresher that waited re-checks for a token another context just obtained.
+ *
+ * @example
+ * ```ts
+ * const handle: LockHandle = await lock.acquire("app:refresh", signal);
+ * if (handle.contended) recheckForAFreshToken();
+ * handle.release();
+ * ```
  */
 export interface LockHandle {
   readonly contended: boolean;
@@ -26,7 +33,14 @@ export interface SessionLock {
   acquire(name: string, signal: AbortSignal): Promise<LockHandle>;
 }
 
-/** The subset of the Web Locks `LockManager` this adapter uses. */
+/**
+ * The subset of the Web Locks `LockManager` this adapter uses.
+ *
+ * @example
+ * ```ts
+ * const locks: WebLockManager = navigator.locks;
+ * ```
+ */
 export interface WebLockManager {
   request(name: string, options: { ifAvailable?: boolean; signal?: AbortSignal }, callback: (lock: unknown) => unknown): Promise<unknown>;
 }

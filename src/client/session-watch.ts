@@ -98,12 +98,16 @@ export class SessionWatch {
     } catch {
       return; // stopped before this tab's turn came
     }
+    let keepLeading = true;
     try {
       let attempt = 0;
       for (;;) {
         const outcome = await this.once(sessionId, signal);
         if (outcome.kind === "ended" || outcome.kind === "stopped") return;
-        if (outcome.kind === "fatal") return deps.onError(outcome.error, undefined);
+        if (outcome.kind === "fatal") {
+          keepLeading = false; // let a later start (this tab's or another's) try again
+          return deps.onError(outcome.error, undefined);
+        }
         if (outcome.started) attempt = 0;
         const delay = outcome.immediate && attempt === 0 ? 0 : backoffDelay(attempt, deps.reconnectInitialMs, deps.reconnectMaxMs, deps.random());
         attempt++;
@@ -115,7 +119,7 @@ export class SessionWatch {
         }
       }
     } finally {
-      if (this.closed) leader.release();
+      if (this.closed || !keepLeading) leader.release();
       else this.retained.push(leader);
       if (this.current?.abort.signal === signal) this.current = undefined;
     }

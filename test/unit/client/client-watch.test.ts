@@ -122,6 +122,23 @@ describe("client: WatchSession", () => {
     expect(log.of("logged-out")[0]).toMatchObject({ reason: "session_ended", sessionId });
   });
 
+  it("an authority without WatchSession: one error, no reconnect loop, another try after the next refresh", async () => {
+    const time = new FakeTime();
+    const auth = new FakeAuthority(time);
+    auth.watchUnimplemented = true;
+    const client = browserClient(auth, time, { watchSession: true });
+    open.push(client);
+    const log = record(client);
+    await client.signIn(auth.createHandoff().handoffCode);
+    await until(() => log.of("error").length === 1, "the error");
+    expect(log.of("error")[0]).toMatchObject({ during: "watch", retryInMs: undefined, error: { code: "unsupported" } });
+    await time.advance(13 * 60_000);
+    expect(auth.calls.watch).toBe(1);
+    await time.advance(60_000); // the refresh at 14 min restarts the watch
+    await until(() => auth.calls.watch === 2, "the second try");
+    expect(client.session).toBeDefined();
+  });
+
   it("another device of the user ending is reported as device-ended", async () => {
     const { auth, log, client } = await watching();
     const other = auth.createHandoff("alice", "Phone");

@@ -113,6 +113,8 @@ export class FakeAuthority {
   readonly bearers: string[] = [];
   /** Fail this many more WatchSession calls with UNAVAILABLE before they start. */
   watchFailures = 0;
+  /** Answer WatchSession with UNIMPLEMENTED (an authority without it). */
+  watchUnimplemented = false;
 
   constructor(
     private readonly time: Clock,
@@ -356,6 +358,7 @@ export class FakeAuthority {
       },
       watchSession: async function* (this: void, _req, ctx: HandlerContext) {
         self.calls.watch++;
+        if (self.watchUnimplemented) throw new ConnectError("no such method", Code.Unimplemented);
         if (self.watchFailures > 0) {
           self.watchFailures--;
           throw new ConnectError("authority restarting", Code.Unavailable);
