@@ -59,7 +59,8 @@ export interface SessionClient<SignIn = string> {
   /**
    * A Connect interceptor: attaches `authorization: Bearer <token>` (unless the call has
    * an authorization header already) and, when a unary call is refused with
-   * UNAUTHENTICATED, refreshes once and retries it once.
+   * UNAUTHENTICATED, refreshes once and retries it once. Without a session the call
+   * rejects with SessionClientError `signed_out` before anything is sent.
    */
   readonly interceptor: Interceptor;
   /**
