@@ -6,18 +6,24 @@ import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb
 import { systemClock, type Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import type { SessionStore } from "../store/session-store.js";
-import type { UnaryHandler } from "../transport/call-context.js";
+import type { Handlers } from "../transport/call-context.js";
 import { connectHandler } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
 import { grpcServerCredentials } from "../transport/grpc-server-credentials.js";
 import { startH2GrpcServer } from "../transport/h2-grpc-server.js";
 import { closeHttp, listen } from "../transport/listen.js";
+import { LocalSessionEndFeed } from "../events/local-session-end-feed.js";
+import { NatsSessionEndFeed } from "../events/nats-session-end-feed.js";
 import { OutboxRelay } from "../events/outbox-relay.js";
+import type { SessionEndFeed } from "../events/session-end-feed.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
+import { createBrowserEndpoints } from "./browser-endpoints.js";
+import { CorsPolicy } from "./cors-policy.js";
 import { CallerAuthenticator } from "./caller-auth.js";
 import { createAuthorityHandlers } from "./handlers.js";
 import { SecurityEvents } from "./security-events.js";
 import { SessionService } from "./session-service.js";
+import { createSessionWatch, type SessionWatch, type WatchTimers } from "./session-watch.js";
 import { keyRingSettings, SigningKeyRing } from "./signing-keys.js";
 
 export interface AuthorityOptions {
@@ -25,6 +31,10 @@ export interface AuthorityOptions {
   store: SessionStore;
   logger: Logger;
   clock?: Clock;
+  /** Where WatchSession hears of session ends; default: NATS with NATS_URL, else an in-process bus. */
+  sessionEnds?: SessionEndFeed;
+  /** Heartbeat timers of WatchSession (tests). */
+  watchTimers?: WatchTimers;
 }
 
 export interface RunningAuthority {
@@ -36,7 +46,10 @@ export interface RunningAuthority {
   /** Publishes the outbox to NATS; absent without NATS_URL. */
   relay: OutboxRelay | undefined;
   /** The RPC handlers, for serving them on another transport. */
-  handlers: Record<string, UnaryHandler>;
+  handlers: Handlers;
+  /** The session-end feed WatchSession listens to. */
+  sessionEnds: SessionEndFeed;
+  watch: SessionWatch;
   stop(): Promise<void>;
 }
 
@@ -69,13 +82,24 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   await keys.start();
 
   const events = new SecurityEvents(logger);
+  // Without NATS this process is the only one that can end sessions, so its own
+  // bus is the whole truth; with NATS every replica hears the relay's events.
+  const localEnds = (options.sessionEnds ?? config.natsUrl) ? undefined : new LocalSessionEndFeed();
+  const sessionEnds = options.sessionEnds ?? localEnds ?? new NatsSessionEndFeed({ servers: config.natsUrl.split(","), logger });
   const sessions = new SessionService({
     store, keys, clock, logger, events,
+    onSessionsEnded: localEnds && ((notice) => localEnds.publish(notice)),
     revocationsPublished: relay ? () => relay.settled() : undefined,
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });
-  const handlers = createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, config.mtlsIdentities, sessions), maxTokenBytes: config.maxTokenBytes });
+  const watch = createSessionWatch({
+    sessions, feed: sessionEnds, clock, heartbeatMs: config.watchHeartbeatMs, maxPerUser: config.watchMaxPerUser, timers: options.watchTimers,
+  });
+  const handlers: Handlers = {
+    ...createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, config.mtlsIdentities, sessions), maxTokenBytes: config.maxTokenBytes }),
+    watchSession: watch.handler,
+  };
 
   // Plaintext gRPC (a service mesh or loopback) is served by the bare-HTTP/2 server,
   // which measured faster; TLS and client certificates by grpc-js, whose credentials
@@ -95,13 +119,30 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${config.host}:${config.grpcPort}`, grpcServerCredentials(config.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
-    return { port, close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) };
+    return {
+      port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          // A stream that has not ended by then is cut.
+          const force = setTimeout(() => server.forceShutdown(), 2000);
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        }),
+    };
   }
 
   const connect = connectHandler([{ service: SessionAuthorityService, handlers }], logger, MAX_MESSAGE_BYTES);
+  const cors = new CorsPolicy(config.allowedOrigins);
+  const browser = createBrowserEndpoints({ sessions, cors, clock, logger });
   const httpServer = createServer((req, res) => {
     if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
     if (req.url === "/healthz" && req.method === "GET") return health(res, store);
+    if (browser(req, res)) return;
+    // Connect routes: browsers on allowed origins call ListSessions, Logout and WatchSession with a Bearer token.
+    if (req.method === "OPTIONS") return cors.preflight(req, res, "connect");
+    cors.decorate(req, res, "connect");
     connect(req, res);
   });
   const httpPort = await listen(httpServer, config.host, config.httpPort);
@@ -114,8 +155,13 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     events,
     handlers,
     relay,
+    sessionEnds,
+    watch,
     async stop() {
       keys.stop();
+      // Open watches end first (UNAVAILABLE), or the servers would wait for them.
+      watch.closeAll();
+      if (!options.sessionEnds) await sessionEnds.close();
       await relay?.stop();
       await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
     },

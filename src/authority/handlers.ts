@@ -4,7 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema, GetJwksResponseSchema, JsonWebKeySchema, ListSessionsResponseSchema, LogoutResponseSchema,
   LogoutScope, RefreshResponseSchema, RevocationReason, RevokeResponseSchema, SessionInfoSchema,
-  TokenPairSchema,
+  TokenDelivery, TokenPairSchema,
   type CreateSessionRequest, type ListSessionsRequest, type LogoutRequest, type RefreshRequest, type RevokeRequest,
   type ValidateTokenRequest,
 } from "../gen/sessionauthority/v1/authority_pb.js";
@@ -44,6 +44,7 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
   return {
     async createSession(req: CreateSessionRequest, ctx) {
       requireScope(await caller(ctx), "sessions:create");
+      if (!(req.delivery in TokenDelivery)) throw invalidArgument(`delivery ${req.delivery} is not a TokenDelivery`);
       const issued = await sessions.createSession({
         userId: text(req.userId, "user_id", 1, 256),
         username: text(req.username, "username", 0, 256),
@@ -55,6 +56,14 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
         userAgent: text(req.userAgent, "user_agent", 0, 1024),
         ip: ipAddress(req.ipAddress),
       });
+      if (req.delivery === TokenDelivery.BROWSER_HANDOFF) {
+        // The login service never sees the tokens: the browser collects them at POST /auth/v1/session.
+        const handoff = await sessions.createHandoff(issued);
+        return create(CreateSessionResponseSchema, {
+          sessionId: issued.sid, sessionExpiresAt: timestampFromMs(issued.sessionExpiresAt),
+          handoffCode: handoff.code, handoffExpiresAt: timestampFromMs(handoff.expiresAt),
+        });
+      }
       return create(CreateSessionResponseSchema, {
         sessionId: issued.sid, tokens: pair(issued), sessionExpiresAt: timestampFromMs(issued.sessionExpiresAt),
       });

@@ -41,24 +41,27 @@ export function hashRefreshSecret(secret: string): Buffer {
   return createHash("sha256").update(secret).digest().subarray(0, REFRESH_HASH_BYTES);
 }
 
+/** What a seal is for: keys derived for one purpose never open another's seals. */
+export type SealPurpose = "successor v1" | "handoff v1";
+
 // The secret is 256 uniformly random bits, so one HMAC under it is a sound key
 // derivation (HKDF-Expand's first block); hkdfSync cost 4x more per refresh.
-function sealingKey(secret: string): Buffer {
-  return createHmac("sha256", secret).update("session-authority successor v1").digest();
+function sealingKey(secret: string, purpose: SealPurpose): Buffer {
+  return createHmac("sha256", secret).update(`session-authority ${purpose}`).digest();
 }
 
 /** Encrypts `payload` so that only the holder of `secret` can read it: iv | tag | ciphertext. */
-export function sealForSecret(secret: string, payload: unknown): Buffer {
+export function sealForSecret(secret: string, payload: unknown, purpose: SealPurpose = "successor v1"): Buffer {
   const iv = secureRandomBytes(12);
-  const cipher = createCipheriv("aes-256-gcm", sealingKey(secret), iv);
+  const cipher = createCipheriv("aes-256-gcm", sealingKey(secret, purpose), iv);
   const body = Buffer.concat([cipher.update(JSON.stringify(payload), "utf8"), cipher.final()]);
   return Buffer.concat([iv, cipher.getAuthTag(), body]);
 }
 
 /** Undefined if the seal was not made for this secret or was altered. */
-export function openWithSecret<T>(secret: string, sealed: Buffer): T | undefined {
+export function openWithSecret<T>(secret: string, sealed: Buffer, purpose: SealPurpose = "successor v1"): T | undefined {
   try {
-    const decipher = createDecipheriv("aes-256-gcm", sealingKey(secret), sealed.subarray(0, 12));
+    const decipher = createDecipheriv("aes-256-gcm", sealingKey(secret, purpose), sealed.subarray(0, 12));
     decipher.setAuthTag(sealed.subarray(12, 28));
     const plain = Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]);
     return JSON.parse(plain.toString("utf8")) as T;

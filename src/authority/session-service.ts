@@ -7,7 +7,9 @@ import type { Logger } from "../shared/logger.js";
 import { isSessionId, newSessionId } from "../store/session-id.js";
 import type { SessionStore, StoredSession } from "../store/session-store.js";
 import { verifyAccessToken, type AccessTokenClaims, type InvalidReason } from "../verifier/verify-access-token.js";
+import type { SessionEndNotice } from "../events/session-end-feed.js";
 import type { AccessTokenIssuer } from "./access-token-issuer.js";
+import { hashHandoffSecret, newHandoffCode, parseHandoffCode } from "./handoff-code.js";
 import {
   formatRefreshToken, hashRefreshSecret, newRefreshSecret, openWithSecret, parseRefreshToken, sealForSecret,
 } from "./refresh-token.js";
@@ -17,7 +19,7 @@ import type { SigningKeyRing } from "./signing-keys.js";
 export type SessionPolicy = Pick<
   Config,
   | "issuer" | "audience" | "defaultClientId" | "accessTokenTtlMs" | "refreshGraceMs" | "sessionIdleTimeoutMs"
-  | "sessionTouchIntervalMs" | "sessionAbsoluteLifetimeMs" | "clockSkewMs" | "maxTokenBytes"
+  | "sessionTouchIntervalMs" | "sessionAbsoluteLifetimeMs" | "clockSkewMs" | "maxTokenBytes" | "handoffTtlMs"
 >;
 
 export interface SessionServiceOptions {
@@ -28,6 +30,12 @@ export interface SessionServiceOptions {
   clock: Clock;
   logger: Logger;
   events: SecurityEvents;
+  /**
+   * Told of every session end this replica causes, after the store has it. Only
+   * the in-process bus needs this; with NATS the outbox relay's events tell every
+   * replica instead.
+   */
+  onSessionsEnded?: (notice: SessionEndNotice) => void;
   /**
    * Resolves when the revocations just recorded have reached the event bus (or
    * after a short bound); awaited before a revocation is acknowledged.
@@ -41,6 +49,7 @@ export type NewSession = Omit<StoredSession, "sid" | "createdAt" | "lastActivity
 /** A token pair as handed to a client. Times in ms since the epoch. */
 export interface IssuedPair {
   sid: string;
+  userId: string;
   accessToken: string;
   accessTokenExpiresAt: number;
   refreshToken: string;
@@ -142,11 +151,65 @@ export class SessionService {
       });
       if (outcome === "grace") continue;
       if (outcome === "unknown") throw sessionEnded();
+      this.ended({ kind: "session", userId: session.userId, sid: session.sid, reason: RevocationReason.REFRESH_TOKEN_REUSE, at: now });
       await this.o.revocationsPublished?.();
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
     throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
+  }
+
+  /**
+   * Who holds a refresh token, without rotating it: the current token, or its
+   * predecessor inside the grace window (another tab may just have rotated).
+   * For calls where the refresh cookie is the credential but no new pair is due.
+   */
+  async refreshTokenHolder(refreshToken: string): Promise<{ userId: string; sid: string }> {
+    const parsed = parseRefreshToken(refreshToken);
+    if (!parsed) throw new AuthorityError("refresh_token_invalid", "refresh token is malformed");
+    const presented = hashRefreshSecret(parsed.secret);
+    const now = this.o.clock.now();
+    const snapshot = await this.o.store.getSession(parsed.sid, now);
+    if (!snapshot) throw sessionEnded();
+    const { session, refresh } = snapshot;
+    const previous = refresh.history[0];
+    const current = timingSafeEqual(refresh.current, presented);
+    const inGrace = previous !== undefined && now - refresh.rotatedAt <= this.o.policy.refreshGraceMs && timingSafeEqual(previous, presented);
+    if (!current && !inGrace) throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
+    return { userId: session.userId, sid: session.sid };
+  }
+
+  /**
+   * Keeps a new session's first pair for a browser to collect with the returned
+   * one-time code (TOKEN_DELIVERY_BROWSER_HANDOFF): sealed under the code, for
+   * SA_HANDOFF_TTL.
+   */
+  async createHandoff(pair: IssuedPair): Promise<{ code: string; expiresAt: number }> {
+    const now = this.o.clock.now();
+    const expiresAt = now + this.o.policy.handoffTtlMs;
+    const { code, secret } = newHandoffCode(pair.sid);
+    await this.o.store.putHandoff({ sid: pair.sid, codeHash: hashHandoffSecret(secret), sealed: sealForSecret(secret, pair, "handoff v1"), now, expiresAt });
+    return { code, expiresAt };
+  }
+
+  /** The pair a handoff code stands for, once: a second use, an unknown or an expired code is refused. */
+  async redeemHandoff(code: string): Promise<IssuedPair> {
+    const refused = () => new AuthorityError("unauthenticated", "the handoff code is unknown, expired or already used");
+    const parsed = parseHandoffCode(code);
+    if (!parsed) throw refused();
+    const now = this.o.clock.now();
+    const sealed = await this.o.store.takeHandoff({ sid: parsed.sid, codeHash: hashHandoffSecret(parsed.secret), now });
+    const pair = sealed && openWithSecret<IssuedPair>(parsed.secret, sealed, "handoff v1");
+    if (!pair) throw refused();
+    // Revoked while the code was on its way to the browser.
+    if (!(await this.o.store.getSession(pair.sid, now))) throw sessionEnded();
+    this.o.logger.info({ sid: pair.sid, userId: pair.userId }, "session handed off to a browser");
+    return pair;
+  }
+
+  /** A live session, or undefined if it ended or expired. */
+  async liveSession(sid: string): Promise<StoredSession | undefined> {
+    return (await this.o.store.getSession(sid, this.o.clock.now()))?.session;
   }
 
   /** Signs the successor pair, seals it for the grace window and compare-and-sets the rotation. */
@@ -244,6 +307,7 @@ export class SessionService {
         const result = await store.endSessions({
           userId, target: { kind: "one", sid: target.sid }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
+        if (result.ended.length) this.ended({ kind: "session", userId, sid: target.sid, reason, at: now });
         await this.o.revocationsPublished?.();
         logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
         return result.ended.length;
@@ -252,6 +316,7 @@ export class SessionService {
         const result = await store.endSessions({
           userId: target.userId, target: { kind: "all" }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
+        this.ended({ kind: "user", userId: target.userId, reason, at: now });
         await this.o.revocationsPublished?.();
         logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
         return result.ended.length;
@@ -259,7 +324,8 @@ export class SessionService {
     }
   }
 
-  async logout(caller: AccessTokenClaims, scope: LogoutScope, sid?: string): Promise<number> {
+  /** `caller`: the access token's claims, or who holds the refresh cookie. */
+  async logout(caller: Pick<AccessTokenClaims, "sub" | "sid">, scope: LogoutScope, sid?: string): Promise<number> {
     const { store, clock, logger } = this.o;
     const now = clock.now();
     const reason = RevocationReason.USER_REQUEST;
@@ -270,6 +336,8 @@ export class SessionService {
       : ({ kind: "one", sid: scope === "session" ? sid! : caller.sid } as const);
     const result = await store.endSessions({ ...common, target, requireOwnership: scope === "session" });
     if (!result.found) throw new AuthorityError("not_found", "no such session of yours");
+    if (scope === "all") this.ended({ kind: "user", userId: caller.sub, reason, at: now });
+    else for (const ended of result.ended) this.ended({ kind: "session", userId: caller.sub, sid: ended, reason, at: now });
     await this.o.revocationsPublished?.();
     logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
     return result.ended.length;
@@ -277,6 +345,10 @@ export class SessionService {
 
   async listSessions(userId: string): Promise<StoredSession[]> {
     return this.o.store.listSessions(userId, this.o.clock.now());
+  }
+
+  private ended(notice: SessionEndNotice): void {
+    this.o.onSessionsEnded?.(notice);
   }
 
   /** Revocation entries must outlive every access token they cover. */
@@ -290,6 +362,7 @@ const sessionEnded = () => new AuthorityError("session_ended", "the session has 
 function pairOf(session: StoredSession, access: { token: string; expiresAt: number }, refreshToken: string, refreshExpiresAt: number): IssuedPair {
   return {
     sid: session.sid,
+    userId: session.userId,
     accessToken: access.token,
     accessTokenExpiresAt: access.expiresAt,
     refreshToken,

@@ -61,6 +61,14 @@ export interface Config {
   /** undefined: the gRPC port is plaintext. */
   tls: TlsConfig | undefined;
   mtlsIdentities: MtlsIdentityConfig[];
+  /** Browser origins (scheme://host[:port]) allowed to call the HTTP port with credentials, besides its own. */
+  allowedOrigins: string[];
+  /** How long a browser handoff code can be exchanged. */
+  handoffTtlMs: number;
+  /** WatchSession sends a heartbeat this often while nothing happens. */
+  watchHeartbeatMs: number;
+  /** Open WatchSession streams one user may hold at once. */
+  watchMaxPerUser: number;
   logLevel: string;
 }
 
@@ -92,6 +100,10 @@ export const DEFAULTS = {
   SA_TLS_KEY_FILE: "",
   SA_TLS_CLIENT_CA_FILE: "",
   SA_MTLS_IDENTITIES: "[]",
+  SA_ALLOWED_ORIGINS: "",
+  SA_HANDOFF_TTL: "60s",
+  SA_WATCH_HEARTBEAT: "25s",
+  SA_WATCH_MAX_PER_USER: "32",
   SA_LOG_LEVEL: "info",
   // Sidecar (session-authority sidecar); it shares SA_ISSUER, SA_AUDIENCE,
   // SA_CLOCK_SKEW, SA_MAX_TOKEN_BYTES, NATS_URL and SA_LOG_LEVEL with the authority.
@@ -186,8 +198,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKeys: parseApiKeys(raw("SA_API_KEYS")),
     tls,
     mtlsIdentities,
+    allowedOrigins: parseOrigins(raw("SA_ALLOWED_ORIGINS")),
+    handoffTtlMs: duration("SA_HANDOFF_TTL", 1000, 600_000),
+    watchHeartbeatMs: duration("SA_WATCH_HEARTBEAT", 100, 300_000),
+    watchMaxPerUser: integer("SA_WATCH_MAX_PER_USER", 1, 10_000),
     logLevel: raw("SA_LOG_LEVEL"),
   };
+}
+
+/** A comma list of exact origins; no wildcard, since they receive credentials. */
+function parseOrigins(text: string): string[] {
+  return text.split(",").map((o) => o.trim()).filter(Boolean).map((origin) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== "https:" && url.protocol !== "http:") || url.origin !== origin.replace(/\/$/, "").toLowerCase()) {
+      throw new ConfigError("SA_ALLOWED_ORIGINS", `"${origin}" is not an origin like https://app.example.com (scheme, host and optional port; no path, no wildcard)`);
+    }
+    return url.origin;
+  });
 }
 
 /** Validated access to the keys of DEFAULTS: the environment, then the optional file, then the default. */

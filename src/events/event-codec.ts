@@ -5,6 +5,7 @@ import {
 } from "../gen/sessionauthority/v1/events_pb.js";
 import type { OutboxEvent } from "../store/session-store.js";
 import type { RevocationEntry } from "../verifier/revocation-feed.js";
+import type { SessionEndNotice } from "./session-end-feed.js";
 import { SUBJECTS } from "./subjects.js";
 
 export interface EncodedEvent {
@@ -54,4 +55,14 @@ export function decodeStreamMessage(subject: string, data: Uint8Array): DecodedM
     default:
       return { type: "ignored" };
   }
+}
+
+/** A session or user revocation as WatchSession needs it; undefined for other events. */
+export function decodeSessionEnd(subject: string, data: Uint8Array): SessionEndNotice | undefined {
+  if (subject !== SUBJECTS.revokedSession && subject !== SUBJECTS.revokedUser) return undefined;
+  const e = fromBinary(RevocationEventSchema, data);
+  const at = e.revokedAt ? timestampDate(e.revokedAt).getTime() : 0;
+  if (e.target.case === "session") return { kind: "session", userId: e.userId, sid: e.target.value.sessionId, reason: e.reason, at };
+  if (e.target.case === "user") return { kind: "user", userId: e.userId, reason: e.reason, at };
+  return undefined;
 }

@@ -7,6 +7,7 @@ export type ErrorCode =
   | "unauthenticated"
   | "permission_denied"
   | "not_found"
+  | "resource_exhausted"
   | "refresh_token_invalid"
   | "refresh_token_reused"
   | "session_ended"

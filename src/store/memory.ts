@@ -1,6 +1,6 @@
 import { secureRandomBytes } from "../shared/random.js";
 import type {
-  CheckInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
+  CheckInput, HandoffInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
   RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
@@ -30,6 +30,8 @@ export class MemorySessionStore implements SessionStore {
   private readonly revokedSessions = new Map<string, Expiring<ReasonCode>>();
   private readonly userNotBefore = new Map<string, Expiring<{ nbf: number; reason: ReasonCode }>>();
   private readonly keys = new Map<string, StoredSigningKey>();
+  /** By sid + code hash. */
+  private readonly handoffs = new Map<string, Expiring<Buffer>>();
   private readonly outbox: OutboxEvent[] = [];
   private readonly watchers = new Set<(batch: OutboxBatch) => void>();
   private readonly emit: boolean;
@@ -177,6 +179,17 @@ export class MemorySessionStore implements SessionStore {
       .map((s) => ({ ...s }));
   }
 
+  async putHandoff(input: HandoffInput): Promise<void> {
+    this.handoffs.set(handoffKey(input.sid, input.codeHash), { value: Buffer.from(input.sealed), until: input.expiresAt });
+  }
+
+  async takeHandoff(input: { sid: string; codeHash: Buffer; now: number }): Promise<Buffer | undefined> {
+    const key = handoffKey(input.sid, input.codeHash);
+    const sealed = this.live(this.handoffs, key, input.now);
+    this.handoffs.delete(key);
+    return sealed;
+  }
+
   async listSigningKeys(): Promise<StoredSigningKey[]> {
     return [...this.keys.values()].map((k) => ({ ...k }));
   }
@@ -247,10 +260,12 @@ export class MemorySessionStore implements SessionStore {
 
   private sweep(now: number): void {
     for (const [sid, e] of this.sessions) if (now >= expiry(e.session)) this.dropSession(sid, e.session.userId);
-    for (const map of [this.revokedTokens, this.revokedSessions, this.userNotBefore] as Map<string, Expiring<unknown>>[]) {
+    for (const map of [this.revokedTokens, this.revokedSessions, this.userNotBefore, this.handoffs] as Map<string, Expiring<unknown>>[]) {
       for (const [k, e] of map) if (e.until <= now) map.delete(k);
     }
   }
 }
+
+const handoffKey = (sid: string, codeHash: Buffer) => `${sid}:${codeHash.toString("base64url")}`;
 
 const expiry = (s: StoredSession) => Math.min(s.idleExpiresAt, s.absoluteExpiresAt);

@@ -5,7 +5,7 @@ import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
 import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
 import { secureRandomBytes } from "../shared/random.js";
 import type {
-  CheckInput, CheckResult, EndSessionsInput, EndSessionsResult, OutboxBatch, OutboxEvent, ReuseInput, ReuseResult,
+  CheckInput, CheckResult, EndSessionsInput, HandoffInput, EndSessionsResult, OutboxBatch, OutboxEvent, ReuseInput, ReuseResult,
   RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
@@ -41,6 +41,7 @@ const TRANSIENT_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|BUSY
  *   i         sorted set of the user's sessions (m) scored by expiry
  *   n         the user's not-before ("<seconds>:<reason>")
  *   o         the user's outbox: JSON events awaiting publication
+ *   h:<hash>  "<until ms>:" + a sealed browser handoff, named by its code's hash
  * and, each in a slot of its own, `<prefix>:keys` (signing keys by kid) and
  * `<prefix>:outbox` (tags whose outbox may be non-empty; a periodic SCAN for
  * outboxes repairs it if a process died between a script and its SADD).
@@ -188,6 +189,22 @@ export class RedisSessionStore implements SessionStore {
     }
     return sessions;
   }
+  async putHandoff(input: HandoffInput): Promise<void> {
+    const { base } = this.keysOf(input.sid);
+    const value = Buffer.concat([Buffer.from(`${input.expiresAt}:`), input.sealed]);
+    await this.run(() => this.redis.set(`${base}h:${input.codeHash.toString("base64url")}`, value, "PX", Math.max(1, input.expiresAt - input.now)));
+  }
+
+  async takeHandoff(input: { sid: string; codeHash: Buffer; now: number }): Promise<Buffer | undefined> {
+    const { base } = this.keysOf(input.sid);
+    // GETDEL: of two concurrent takes exactly one sees the value.
+    const raw: Buffer | null = await this.run(() => this.redis.getdelBuffer(`${base}h:${input.codeHash.toString("base64url")}`));
+    if (!raw) return undefined;
+    const colon = raw.indexOf(0x3a);
+    if (colon < 0 || input.now >= Number(raw.subarray(0, colon).toString())) return undefined;
+    return raw.subarray(colon + 1);
+  }
+
   async readOutbox(limit: number): Promise<OutboxBatch> {
     const tags: string[] = await this.run(() => this.redis.srandmember(this.dirtyKey(), 64));
     const entries: { tag: string; raw: string }[] = [];

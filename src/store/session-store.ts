@@ -141,6 +141,21 @@ export interface ReuseInput {
 /** `grace`: a rotation happened in between and the presented token is the fresh predecessor after all. */
 export type ReuseResult = "revoked" | "grace" | "unknown";
 
+/**
+ * A browser handoff waiting to be taken: the session's first token pair, sealed
+ * under a key only the handoff code yields, named by a hash of the code.
+ */
+export interface HandoffInput {
+  /** The session it hands off; its user's slot holds the entry. */
+  sid: string;
+  /** Hash of the code's secret; the code itself never reaches the store. */
+  codeHash: Buffer;
+  sealed: Buffer;
+  now: number;
+  /** Invisible from then on (the Redis store also drops it then, by TTL). */
+  expiresAt: number;
+}
+
 /** A signing key as persisted: the private half only encrypted. */
 export interface StoredSigningKey {
   kid: string;
@@ -207,6 +222,15 @@ export interface SessionStore {
   checkToken(input: CheckInput): Promise<CheckResult>;
   /** A user's live sessions, soonest-expiring first (the order of equal expiries is unspecified). */
   listSessions(userId: string, now: number): Promise<StoredSession[]>;
+
+  /** Keeps a handoff until its expiresAt. */
+  putHandoff(input: HandoffInput): Promise<void>;
+  /**
+   * Removes and returns the sealed pair of the handoff named by (sid, codeHash)
+   * in one atomic step, so exactly one caller gets it; undefined if it is
+   * unknown, already taken or expired by `now`.
+   */
+  takeHandoff(input: { sid: string; codeHash: Buffer; now: number }): Promise<Buffer | undefined>;
 
   /** Up to `limit` unpublished outbox events, oldest first within each user. */
   readOutbox(limit: number): Promise<OutboxBatch>;

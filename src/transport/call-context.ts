@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import type { DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { STATUS_OF } from "./status-table.js";
 import { AuthorityError, type ErrorCode } from "../shared/errors.js";
@@ -38,23 +38,45 @@ export function requestIdFrom(header: string | undefined): string {
 /** One handler per RPC; both transports drive the same functions. */
 export type UnaryHandler<I = any, O = any> = (request: I, context: CallContext) => Promise<O>;
 
+/**
+ * A server-streaming RPC: the messages it yields go out as they come. `signal`
+ * aborts when the client goes away, the deadline passes or the server closes;
+ * the handler should then return. Throwing ends the call with that error.
+ */
+export type ServerStreamHandler<I = any, O = any> = (request: I, context: CallContext, signal: AbortSignal) => AsyncIterable<O>;
+
+/** The handlers of a service, keyed by the method's local name; the method's kind says which shape. */
+export type Handlers = Record<string, UnaryHandler | ServerStreamHandler>;
+
 /** A service and the handlers of its RPCs, keyed by the method's local name. */
 export interface ServedService {
   service: DescService;
-  handlers: Record<string, UnaryHandler>;
+  handlers: Handlers;
 }
 
 /**
  * The unary methods of a service with their handlers, for every transport to
- * route the same way. Streaming methods are left out (they answer UNIMPLEMENTED);
- * a unary method without a handler is a wiring bug, caught at start.
+ * route the same way. A unary method without a handler is a wiring bug, caught
+ * at start.
  */
 export function* unaryMethods({ service, handlers }: ServedService): Generator<{ method: DescMethodUnary; handler: UnaryHandler }> {
   for (const method of service.methods) {
     if (method.methodKind !== "unary") continue;
     const handler = handlers[method.localName];
     if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
-    yield { method: method as DescMethodUnary, handler };
+    yield { method: method as DescMethodUnary, handler: handler as UnaryHandler };
+  }
+}
+
+/**
+ * The server-streaming methods that have a handler. One without is left out and
+ * answers UNIMPLEMENTED (e.g. grpc.health.v1 Watch, or WatchSession on a sidecar).
+ */
+export function* serverStreamingMethods({ service, handlers }: ServedService): Generator<{ method: DescMethodServerStreaming; handler: ServerStreamHandler }> {
+  for (const method of service.methods) {
+    const handler = handlers[method.localName];
+    if (method.methodKind !== "server_streaming" || !handler) continue;
+    yield { method: method as DescMethodServerStreaming, handler: handler as ServerStreamHandler };
   }
 }
 

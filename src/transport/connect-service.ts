@@ -3,26 +3,44 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, unaryMethods, type CallContext, type ServedService, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers, type ServedService } from "./call-context.js";
 
 /** Registers the same handlers on a Connect router (Connect, gRPC-Web and gRPC for browsers and curl). */
-export function connectService(router: ConnectRouter, service: DescService, handlers: Record<string, UnaryHandler>, logger: Logger): void {
-  const implementation: Record<string, (req: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
+export function connectService(router: ConnectRouter, service: DescService, handlers: Handlers, logger: Logger): void {
+  const implementation: Record<string, (req: unknown, ctx: HandlerContext) => unknown> = {};
+  const rethrow = (error: unknown, method: string, context: CallContext): never => {
+    const wire = toWireError(error, logger, method, context.requestId);
+    throw new ConnectError(wire.message, wire.code, { [ERROR_CODE_HEADER]: wire.domainCode });
+  };
   for (const { method, handler } of unaryMethods({ service, handlers })) {
     implementation[method.localName] = async (request, ctx) => {
-      const context: CallContext = {
-        header: (name) => ctx.requestHeader.get(name) ?? undefined,
-        requestId: requestIdFrom(ctx.requestHeader.get("x-request-id") ?? undefined),
-      };
+      const context = contextOf(ctx);
       try {
         return await handler(request, context);
       } catch (error) {
-        const wire = toWireError(error, logger, method.name, context.requestId);
-        throw new ConnectError(wire.message, wire.code, { [ERROR_CODE_HEADER]: wire.domainCode });
+        return rethrow(error, method.name, context);
+      }
+    };
+  }
+  for (const { method, handler } of serverStreamingMethods({ service, handlers })) {
+    // ctx.signal aborts on client disconnect, deadline and server shutdown alike.
+    implementation[method.localName] = async function* (request, ctx) {
+      const context = contextOf(ctx);
+      try {
+        yield* handler(request, context, ctx.signal);
+      } catch (error) {
+        rethrow(error, method.name, context);
       }
     };
   }
   router.service(service, implementation as never);
+}
+
+function contextOf(ctx: HandlerContext): CallContext {
+  return {
+    header: (name) => ctx.requestHeader.get(name) ?? undefined,
+    requestId: requestIdFrom(ctx.requestHeader.get("x-request-id") ?? undefined),
+  };
 }
 
 /**

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, unaryMethods, type CallContext, type UnaryHandler } from "./call-context.js";
+import { requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers } from "./call-context.js";
 import { clientCertificateOf } from "./peer-certificate.js";
 
 /**
@@ -13,7 +13,7 @@ import { clientCertificateOf } from "./peer-certificate.js";
  */
 export function grpcJsService(
   service: DescService,
-  handlers: Record<string, UnaryHandler>,
+  handlers: Handlers,
   logger: Logger,
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -42,6 +42,52 @@ export function grpcJsService(
       );
     };
   }
+  for (const { method, handler } of serverStreamingMethods({ service, handlers })) {
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: true,
+      requestSerialize: (m: any) => serialize(method.input, m),
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (m: any) => serialize(method.output, m),
+      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+    };
+    implementation[method.localName] = (call: grpc.ServerWritableStream<Buffer, unknown>) => {
+      const context = contextOf(call);
+      // grpc-js emits 'cancelled' on client cancel, deadline and shutdown.
+      const ended = new AbortController();
+      call.once("cancelled", () => ended.abort());
+      const failCall = (error: unknown) => {
+        if (ended.signal.aborted) return;
+        ended.abort();
+        const wire = toWireError(error, logger, method.name, context.requestId);
+        const metadata = new grpc.Metadata();
+        metadata.set(ERROR_CODE_HEADER, wire.domainCode);
+        call.emit("error", { code: wire.code as number, details: wire.message, metadata });
+      };
+      let request;
+      try {
+        request = fromBinary(method.input, call.request);
+      } catch {
+        return failCall(new AuthorityError("invalid_argument", `request is not a valid ${method.input.typeName}`));
+      }
+      void (async () => {
+        for await (const message of handler(request, context, ended.signal)) {
+          if (ended.signal.aborted) return;
+          // Backpressure: wait for the buffer to drain (or the call to end).
+          if (!call.write(message)) {
+            await new Promise<void>((resolve) => {
+              call.once("drain", resolve);
+              ended.signal.addEventListener("abort", () => resolve(), { once: true });
+            });
+          }
+        }
+        if (ended.signal.aborted) return;
+        ended.abort();
+        call.end();
+      })().catch(failCall);
+    };
+  }
   return { definition: definition as grpc.ServiceDefinition, implementation };
 }
 
@@ -50,7 +96,7 @@ function serialize(schema: DescMessage, message: any): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown>): CallContext {
+function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>): CallContext {
   const header = (name: string) => {
     const v = call.metadata.get(name)[0];
     return typeof v === "string" ? v : undefined;

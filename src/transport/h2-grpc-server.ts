@@ -4,7 +4,10 @@ import { Code } from "@connectrpc/connect";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, toWireError, unaryMethods, type CallContext, type ServedService, type UnaryHandler, type WireError } from "./call-context.js";
+import {
+  requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type ServedService, type ServerStreamHandler,
+  type UnaryHandler, type WireError,
+} from "./call-context.js";
 import { listen } from "./listen.js";
 
 export interface H2GrpcServerOptions {
@@ -21,12 +24,10 @@ export interface H2GrpcServer {
   close(): Promise<void>;
 }
 
-interface Route {
-  name: string;
-  input: DescMessage;
-  output: DescMessage;
-  handler: UnaryHandler;
-}
+type Route = { name: string; input: DescMessage; output: DescMessage } & (
+  | { kind: "unary"; handler: UnaryHandler }
+  | { kind: "stream"; handler: ServerStreamHandler }
+);
 
 /** A protocol failure carries no domain code, as grpc-js sends none for these. */
 type Status = Pick<WireError, "code" | "message"> & { domainCode?: WireError["domainCode"] };
@@ -44,8 +45,8 @@ const OK_TRAILERS = { "grpc-status": "0", "grpc-message": "OK" };
 const ignore = () => {};
 
 /**
- * Unary gRPC over cleartext HTTP/2 on bare node:http2: the verifier sidecar's
- * hot path, where grpc-js's general machinery (interceptors, streaming,
+ * Unary and server-streaming gRPC over cleartext HTTP/2 on bare node:http2: the
+ * verifier sidecar's hot path, where grpc-js's general machinery (interceptors,
  * compression, channelz) cost about a third of the calls per second (h2load,
  * trivial handler) for nothing the sidecar uses.
  * Identity encoding only; exactly one request message per call (0 or 2+ is
@@ -55,11 +56,16 @@ const ignore = () => {};
 export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcServer> {
   const routes = new Map<string, Route>();
   for (const served of o.services) {
-    // Streaming methods get no route, so they answer UNIMPLEMENTED like unknown ones.
+    // Other streaming methods get no route, so they answer UNIMPLEMENTED like unknown ones.
     for (const { method, handler } of unaryMethods(served)) {
-      routes.set(`/${served.service.typeName}/${method.name}`, { name: method.name, input: method.input, output: method.output, handler });
+      routes.set(`/${served.service.typeName}/${method.name}`, { kind: "unary", name: method.name, input: method.input, output: method.output, handler });
+    }
+    for (const { method, handler } of serverStreamingMethods(served)) {
+      routes.set(`/${served.service.typeName}/${method.name}`, { kind: "stream", name: method.name, input: method.input, output: method.output, handler });
     }
   }
+  // Open server streams, so close() can end them (UNAVAILABLE: the client reconnects elsewhere).
+  const streams = new Set<() => void>();
   // Node's 10 MB default per connection refuses streams (ENHANCE_YOUR_CALM) once a
   // pooled client has some thousands of calls in flight; grpc-js lifts it the same way.
   const server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
@@ -71,13 +77,14 @@ export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcS
     if (closing) session.close();
   });
   server.on("sessionError", (err) => o.logger.debug({ err }, "gRPC connection error"));
-  server.on("stream", (stream, headers) => serve(stream, headers, routes, o));
+  server.on("stream", (stream, headers) => serve(stream, headers, routes, streams, o));
   const port = await listen(server, o.host, o.port);
   server.on("error", (err) => o.logger.error({ err }, "gRPC server error"));
   return {
     port,
     async close() {
       closing = true;
+      for (const end of streams) end();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // server.close() alone waits for every connection, and clients keep idle ones open.
       for (const session of sessions) session.close();
@@ -88,7 +95,7 @@ export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcS
   };
 }
 
-function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: Map<string, Route>, o: H2GrpcServerOptions): void {
+function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: Map<string, Route>, streams: Set<() => void>, o: H2GrpcServerOptions): void {
   // A client's RST_STREAM surfaces as 'error'; the call is simply over ('close' below).
   stream.on("error", ignore);
   if (headers[":method"] !== "POST") return void respondHttp(stream, 405);
@@ -99,15 +106,19 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
 
   let done = false;
   let timer: NodeJS.Timeout | undefined;
+  // Aborted when the call ends for any reason, so a streaming handler stops.
+  const ended = new AbortController();
   const fail = (status: Status) => {
     if (done) return;
     done = true;
     clearTimeout(timer);
-    sendStatus(stream, status);
+    ended.abort();
+    finish(stream, status);
   };
   stream.once("close", () => {
     done = true;
     clearTimeout(timer);
+    ended.abort();
   });
   const timeout = headers["grpc-timeout"];
   if (timeout !== undefined) {
@@ -146,6 +157,19 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
     } catch {
       return fail(wireError(new AuthorityError("invalid_argument", `request is not a valid ${route.input.typeName}`)));
     }
+    if (route.kind === "stream") {
+      const shutdown = () => fail({ code: Code.Unavailable, message: "the server is shutting down" });
+      streams.add(shutdown);
+      ended.signal.addEventListener("abort", () => streams.delete(shutdown));
+      const succeed = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        ended.abort();
+        finish(stream, "ok");
+      };
+      return void sendStream(stream, route.handler(request, context, ended.signal), route.output, ended.signal).then(succeed, (error) => fail(wireError(error)));
+    }
     route.handler(request, context).then(
       (response) => {
         // destroyed comes before 'close' (a tick later) when the client resets the stream
@@ -158,13 +182,9 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
         }
         done = true;
         clearTimeout(timer);
-        const frame = Buffer.allocUnsafe(5 + message.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(message.length, 1);
-        frame.set(message, 5);
         stream.respond(OK_HEADERS, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-        stream.end(frame);
+        stream.end(frameOf(message));
       },
       (error) => fail(wireError(error)),
     );
@@ -180,18 +200,62 @@ function contextOf(headers: IncomingHttpHeaders): CallContext {
   return { header, requestId: requestIdFrom(header("x-request-id")) };
 }
 
+/**
+ * Writes each message the handler yields until it returns or the call ends
+ * (`ended`). Returning the iterator lets the handler's finally blocks run.
+ */
+async function sendStream(stream: ServerHttp2Stream, messages: AsyncIterable<unknown>, output: DescMessage, ended: AbortSignal): Promise<void> {
+  const iterator = messages[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done || ended.aborted || stream.destroyed) return;
+      const frame = frameOf(toBinary(output, next.value as never));
+      if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
+      if (!stream.write(frame)) {
+        await new Promise<void>((resolve) => {
+          stream.once("drain", resolve);
+          ended.addEventListener("abort", () => resolve(), { once: true });
+        });
+      }
+    }
+  } finally {
+    void iterator.return?.()?.catch(ignore);
+  }
+}
+
+function frameOf(message: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(5 + message.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
+}
+
+/** Ends a call with `status`: trailers-only if nothing was sent yet, else in the trailers after the messages. */
+function finish(stream: ServerHttp2Stream, status: Status | "ok"): void {
+  if (stream.destroyed) return;
+  if (!stream.headersSent) {
+    // A stream that yielded nothing still ends with OK, in a trailers-only response.
+    if (status === "ok") return void stream.respond({ ...OK_HEADERS, ...OK_TRAILERS }, { endStream: true });
+    return sendStatus(stream, status);
+  }
+  stream.once("wantTrailers", () => stream.sendTrailers(status === "ok" ? OK_TRAILERS : statusHeaders(status)));
+  stream.end();
+}
+
+function statusHeaders(status: Status): Record<string, string> {
+  return {
+    "grpc-status": String(status.code),
+    "grpc-message": percentEncode(status.message),
+    ...(status.domainCode ? { [ERROR_CODE_HEADER]: status.domainCode } : {}),
+  };
+}
+
 /** A trailers-only response: the call ends before any message was sent. */
 function sendStatus(stream: ServerHttp2Stream, status: Status): void {
   if (stream.destroyed || stream.headersSent) return;
-  stream.respond(
-    {
-      ...OK_HEADERS,
-      "grpc-status": String(status.code),
-      "grpc-message": percentEncode(status.message),
-      ...(status.domainCode ? { [ERROR_CODE_HEADER]: status.domainCode } : {}),
-    },
-    { endStream: true },
-  );
+  stream.respond({ ...OK_HEADERS, ...statusHeaders(status) }, { endStream: true });
 }
 
 function respondHttp(stream: ServerHttp2Stream, status: number): void {

@@ -10,6 +10,7 @@ export const STATUS_OF: Record<ErrorCode, Code> = {
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
   not_found: Code.NotFound,
+  resource_exhausted: Code.ResourceExhausted,
   refresh_token_invalid: Code.Unauthenticated,
   refresh_token_reused: Code.Unauthenticated,
   session_ended: Code.Unauthenticated,
