@@ -734,6 +734,41 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
     });
   });
 
+  describe('browser handoffs', () => {
+    const put = (sid: string, codeHash: Buffer, sealedPair: Buffer, now = T0, ttl = MIN) =>
+      store.putHandoff({ sid, codeHash, sealed: sealedPair, now, expiresAt: now + ttl });
+
+    it('take returns the sealed pair once; a second take, another code hash or another slot get nothing', async () => {
+      const sid = newSessionId('alice');
+      const [code, other] = [hash(), hash()];
+      const value = sealed();
+      await put(sid, code, value);
+      expect(await store.takeHandoff({ sid, codeHash: other, now: T0 + 1 })).toBeUndefined();
+      expect(await store.takeHandoff({ sid: newSessionId('bob'), codeHash: code, now: T0 + 1 })).toBeUndefined();
+      expect(await store.takeHandoff({ sid, codeHash: code, now: T0 + 1 })).toEqual(value);
+      expect(await store.takeHandoff({ sid, codeHash: code, now: T0 + 2 })).toBeUndefined();
+    });
+
+    it('invisible from expiresAt on (and gone after, even for an earlier now)', async () => {
+      const sid = newSessionId('alice');
+      const [live, late] = [hash(), hash()];
+      await put(sid, live, sealed(), T0, MIN);
+      await put(sid, late, sealed(), T0, MIN);
+      expect(await store.takeHandoff({ sid, codeHash: live, now: T0 + MIN - 1 })).toBeDefined();
+      expect(await store.takeHandoff({ sid, codeHash: late, now: T0 + MIN })).toBeUndefined();
+      expect(await store.takeHandoff({ sid, codeHash: late, now: T0 })).toBeUndefined();
+    });
+
+    it('of many concurrent takes exactly one gets the pair', async () => {
+      const sid = newSessionId('alice');
+      const code = hash();
+      const value = sealed();
+      await put(sid, code, value);
+      const taken = await Promise.all(Array.from({ length: 8 }, () => store.takeHandoff({ sid, codeHash: code, now: T0 + 1 })));
+      expect(taken.filter((t) => t !== undefined)).toEqual([value]);
+    });
+  });
+
   it('rotateRefresh: conflict (nothing changes) when the successor token would fall under the user not-before', async () => {
     const [h0, h1] = [hash(), hash()];
     await create(newSession('erin', T0), h0);
@@ -922,6 +957,10 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         await sameSlot('revokeToken', () => store.revokeToken({ userId: 'alice', sid: a2.sid, jti: 'j', reason: 1, now: T0, coverUntil: T0 + COVER }), tagA);
         await sameSlot('checkToken revoked', () => check(a2, T0 + 7, { jti: 'j' }), tagA);
         await sameSlot('listSessions', () => store.listSessions('alice', T0 + 8), tagA);
+        const codeHash = hash();
+        await sameSlot('putHandoff', () => store.putHandoff({ sid: a1.sid, codeHash, sealed: sealed(), now: T0 + 8, expiresAt: T0 + 8 + MIN }), tagA);
+        await sameSlot('takeHandoff', () => store.takeHandoff({ sid: a1.sid, codeHash, now: T0 + 8 }), tagA);
+        await store.putHandoff({ sid: a2.sid, codeHash, sealed: sealed(), now: T0 + 8, expiresAt: T0 + 8 + MIN });
         // Ownership is decided from the ids alone: a foreign session touches no key at all.
         expect((await keysOf(() => store.endSessions({ userId: 'alice', target: { kind: 'one', sid: b.sid }, reason: 1, now: T0 + 9, coverUntil: T0 + COVER, requireOwnership: true }))).keys).toEqual([]);
         await sameSlot('revokeOnReuse revoked', () => reuse(a1, h0, T0 + GRACE + 10), tagA);
@@ -938,7 +977,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         // every key the store wrote carries a user's tag (or is the signing-key hash)
         const all = (await admin.keys('*')).filter((k) => k !== `${PREFIX}:keys`);
         expect(all.length).toBeGreaterThan(0);
-        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrj]:[A-Za-z0-9_-]+|i|n|o)|outbox|keys)$`));
+        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrjh]:[A-Za-z0-9_-]+|i|n|o)|outbox|keys)$`));
       } finally {
         monitor.disconnect();
       }

@@ -10,7 +10,7 @@ import { startAuthority, type RunningAuthority } from '../../src/authority/autho
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { SessionAuthorityService } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import type { Clock } from '../../src/shared/clock.js';
-import { silentLogger } from '../../src/shared/logger.js';
+import { silentLogger, type Logger } from '../../src/shared/logger.js';
 import { createStore } from '../../src/store/create-store.js';
 import type { SessionStore } from '../../src/store/session-store.js';
 
@@ -49,6 +49,8 @@ export interface StartOptions {
   clock?: Clock;
   /** Extra environment (SA_* keys) layered over the test defaults. */
   env?: Record<string, string>;
+  /** The authority's logger (default: silent). */
+  logger?: Logger;
 }
 
 export const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -82,7 +84,7 @@ export async function startTestAuthority(options: StartOptions = {}): Promise<Te
   };
   const config = loadConfig(env);
   const store = await createStore(config, silentLogger);
-  const authority = await startAuthority({ config, store, logger: silentLogger, clock: options.clock });
+  const authority = await startAuthority({ config, store, logger: options.logger ?? silentLogger, clock: options.clock });
   const grpcAddress = `127.0.0.1:${authority.grpcPort}`;
   const httpUrl = `http://127.0.0.1:${authority.httpPort}`;
   const h2 = new Http2SessionManager(`http://${grpcAddress}`);
