@@ -160,7 +160,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     async stop() {
       keys.stop();
       // Open watches end first (UNAVAILABLE), or the servers would wait for them.
-      watch.closeAll();
+      await watch.closeAll();
       if (!options.sessionEnds) await sessionEnds.close();
       await relay?.stop();
       await Promise.all([grpcServer.close(), closeHttp(httpServer)]);

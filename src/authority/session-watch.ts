@@ -30,8 +30,11 @@ export interface SessionWatchOptions {
 export interface SessionWatch {
   /** The WatchSession RPC, for every transport. */
   handler: ServerStreamHandler<WatchSessionRequest, WatchSessionResponse>;
-  /** Ends every open stream with UNAVAILABLE (shutdown), so clients reconnect to another replica. */
-  closeAll(): void;
+  /**
+   * Ends every open stream with UNAVAILABLE (shutdown), so clients reconnect to
+   * another replica; resolves once the handlers have returned (at most `waitMs`).
+   */
+  closeAll(waitMs?: number): Promise<void>;
   /** Streams open now. */
   readonly open: number;
 }
@@ -52,6 +55,7 @@ export function createSessionWatch(o: SessionWatchOptions): SessionWatch {
   const timers = o.timers ?? realTimers;
   const perUser = new Map<string, number>();
   const stops = new Set<() => void>();
+  let drained: (() => void) | undefined;
 
   async function* watchSession(_request: WatchSessionRequest, context: CallContext, signal: AbortSignal): AsyncGenerator<WatchSessionResponse> {
     const token = bearerToken(context);
@@ -121,6 +125,7 @@ export function createSessionWatch(o: SessionWatchOptions): SessionWatch {
       timers.clearInterval(heartbeat);
       signal.removeEventListener("abort", poke);
       stops.delete(stop);
+      if (stops.size === 0) drained?.();
       unsubscribe();
       const left = (perUser.get(userId) ?? 1) - 1;
       if (left > 0) perUser.set(userId, left);
@@ -130,7 +135,16 @@ export function createSessionWatch(o: SessionWatchOptions): SessionWatch {
 
   return {
     handler: watchSession,
-    closeAll: () => [...stops].forEach((stop) => stop()),
+    async closeAll(waitMs = 1000) {
+      if (stops.size === 0) return;
+      const done = new Promise<void>((resolve) => (drained = resolve));
+      for (const stop of stops) stop();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+      clearTimeout(timer);
+      // The transports write each stream's final status in the turns after its handler returned.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    },
     get open() {
       return stops.size;
     },
