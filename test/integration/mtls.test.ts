@@ -8,9 +8,10 @@ import * as grpcJs from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import {
-  CreateSessionRequestSchema, CreateSessionResponseSchema, LogoutRequestSchema, LogoutResponseSchema, LogoutScope,
+  CreateSessionRequestSchema, CreateSessionResponseSchema, LogoutRequestSchema, LogoutResponseSchema, LogoutScope, RevocationReason,
 } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { grpcJsCall, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
+import { watchWithGrpcJs } from '../support/watch.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 if (!hasOpenssl) console.warn('mtls.test.ts skipped: the openssl CLI is not installed');
@@ -173,6 +174,21 @@ describe.skipIf(!hasOpenssl)('mutual TLS on the gRPC port', () => {
     const plain = new grpcJs.Client(`127.0.0.1:${t.authority.grpcPort}`, grpcJs.credentials.createInsecure());
     clients.push(plain);
     expectStatus(await createSession(plain, withAuthorization(`ApiKey ${t.keys.login}`)), grpcJs.status.UNAVAILABLE);
+  });
+
+  it('WatchSession streams over TLS (grpc-js server): started, then ended when the session is logged out', async () => {
+    const created = await createSession(client('login'));
+    const access = created.response!.tokens!.accessToken;
+    const w = watchWithGrpcJs(client(), access);
+    expect((await w.next('started')).value.sessionId).toBe(created.response!.sessionId);
+    const out = await grpcJsCall(client(), 'Logout', LogoutRequestSchema, LogoutResponseSchema, { scope: LogoutScope.CURRENT }, withAuthorization(`Bearer ${access}`));
+    expect(out.response?.sessionsEnded).toBe(1);
+    expect((await w.next('ended', 1000)).value).toMatchObject({ sessionId: created.response!.sessionId, reason: RevocationReason.USER_REQUEST });
+    expect(await w.closed).toBeUndefined();
+
+    const refused = (await watchWithGrpcJs(client(), 'bad').closed) as grpcJs.ServiceError;
+    expect(refused.code).toBe(grpcJs.status.UNAUTHENTICATED);
+    expect(refused.metadata.get('sa-error-code')).toEqual(['unauthenticated']);
   });
 
   describe('configuration', () => {
