@@ -215,7 +215,7 @@ function parseOrigins(text: string): string[] {
     } catch {
       // reported below
     }
-    if (!url || (url.protocol !== "https:" && url.protocol !== "http:") || url.origin !== origin.replace(/\/$/, "").toLowerCase()) {
+    if (!url || origin.includes("*") || (url.protocol !== "https:" && url.protocol !== "http:") || url.origin !== origin.replace(/\/$/, "").toLowerCase()) {
       throw new ConfigError("SA_ALLOWED_ORIGINS", `"${origin}" is not an origin like https://app.example.com (scheme, host and optional port; no path, no wildcard)`);
     }
     return url.origin;

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '@connectrpc/connect';
 import { TokenDelivery } from '../../src/gen/sessionauthority/v1/authority_pb.js';
+import { loadConfig } from '../../src/config/config.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import { apiKey, bearer, expectRpcError, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
 import { captureLogger } from '../support/capture-logger.js';
@@ -318,4 +319,21 @@ it('CreateSession refuses an unknown delivery', async () => {
     t.connect.createSession({ userId: 'u', delivery: 7 as TokenDelivery }, apiKey(t.keys.login)),
     Code.InvalidArgument, 'invalid_argument',
   );
+});
+
+describe('configuration', () => {
+  it('SA_ALLOWED_ORIGINS takes exact origins only; the new durations and limits are checked', () => {
+    expect(loadConfig({ SA_ALLOWED_ORIGINS: ' https://App.example.com , http://localhost:5173/ ' }).allowedOrigins)
+      .toEqual(['https://app.example.com', 'http://localhost:5173']);
+    expect(loadConfig({}).allowedOrigins).toEqual([]);
+    for (const bad of ['*', 'app.example.com', 'https://app.example.com/path', 'ftp://x.example', 'https://*.example.com']) {
+      expect(() => loadConfig({ SA_ALLOWED_ORIGINS: bad }), bad).toThrow(/^SA_ALLOWED_ORIGINS: /);
+    }
+    expect(loadConfig({}).handoffTtlMs).toBe(60_000);
+    expect(loadConfig({}).watchHeartbeatMs).toBe(25_000);
+    expect(loadConfig({}).watchMaxPerUser).toBe(32);
+    expect(() => loadConfig({ SA_HANDOFF_TTL: '11m' })).toThrow(/^SA_HANDOFF_TTL: /);
+    expect(() => loadConfig({ SA_WATCH_HEARTBEAT: '10ms' })).toThrow(/^SA_WATCH_HEARTBEAT: /);
+    expect(() => loadConfig({ SA_WATCH_MAX_PER_USER: '0' })).toThrow(/^SA_WATCH_MAX_PER_USER: /);
+  });
 });
