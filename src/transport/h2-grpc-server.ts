@@ -106,19 +106,19 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
 
   let done = false;
   let timer: NodeJS.Timeout | undefined;
-  // Aborted when the call ends for any reason, so a streaming handler stops.
-  const ended = new AbortController();
+  // Streams only (unary calls skip its cost): aborted when the call ends for any reason, so the handler stops.
+  let ended: AbortController | undefined;
   const fail = (status: Status) => {
     if (done) return;
     done = true;
     clearTimeout(timer);
-    ended.abort();
+    ended?.abort();
     finish(stream, status);
   };
   stream.once("close", () => {
     done = true;
     clearTimeout(timer);
-    ended.abort();
+    ended?.abort();
   });
   const timeout = headers["grpc-timeout"];
   if (timeout !== undefined) {
@@ -158,17 +158,18 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
       return fail(wireError(new AuthorityError("invalid_argument", `request is not a valid ${route.input.typeName}`)));
     }
     if (route.kind === "stream") {
+      const call = (ended = new AbortController());
       const shutdown = () => fail({ code: Code.Unavailable, message: "the server is shutting down" });
       streams.add(shutdown);
-      ended.signal.addEventListener("abort", () => streams.delete(shutdown));
+      call.signal.addEventListener("abort", () => streams.delete(shutdown));
       const succeed = () => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        ended.abort();
+        call.abort();
         finish(stream, "ok");
       };
-      return void sendStream(stream, route.handler(request, context, ended.signal), route.output, ended.signal).then(succeed, (error) => fail(wireError(error)));
+      return void sendStream(stream, route.handler(request, context, call.signal), route.output, call.signal).then(succeed, (error) => fail(wireError(error)));
     }
     route.handler(request, context).then(
       (response) => {
