@@ -220,9 +220,13 @@ async function main() {
     const delays: number[] = [];
     const firsts: number[] = [];
     const spreads: number[] = [];
+    /** From sending Revoke to the eighth verifier applying it, and the Revoke call itself. */
+    const lasts: number[] = [];
+    const revokeCalls: number[] = [];
     for (let i = 0; i < 200; i++) {
       const s = await newSession(`propagation-${i}`);
       const arrived = new Promise<void>((resolve) => allArrived.set(s.sessionId, resolve));
+      const sent = performance.now();
       await client.call(path("Revoke"), RevokeRequestSchema, RevokeResponseSchema, create(RevokeRequestSchema, { target: { case: "sessionId", value: s.sessionId }, reason: RevocationReason.ADMIN_ACTION }), auth);
       const acked = performance.now();
       await Promise.race([arrived, new Promise((_, reject) => setTimeout(() => reject(new Error("revocation did not reach 8 verifiers in 5 s")), 5000))]);
@@ -231,9 +235,11 @@ async function main() {
       for (const t of times) delays.push(Math.max(0, t - acked));
       firsts.push(Math.max(0, Math.min(...times) - acked));
       spreads.push(Math.max(...times) - Math.min(...times));
+      lasts.push(Math.max(...times) - sent);
+      revokeCalls.push(acked - sent);
     }
     await Promise.all(feeds.map((f) => f.close()));
-    report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, `first verifier p50 ${pct(firsts, 0.5).toFixed(2)} / p99 ${pct(firsts, 0.99).toFixed(2)} ms; first→last p99 ${pct(spreads, 0.99).toFixed(2)} ms`, "target p99 ≤ 5 ms");
+    report("propagation: Revoke acknowledged → applied at 8 verifiers (200 revocations)", `p50 ${pct(delays, 0.5).toFixed(2)} ms, p99 ${pct(delays, 0.99).toFixed(2)} ms`, `Revoke sent → 8th verifier p50 ${pct(lasts, 0.5).toFixed(2)} / p99 ${pct(lasts, 0.99).toFixed(2)} ms; the Revoke call itself p50 ${pct(revokeCalls, 0.5).toFixed(2)} / p99 ${pct(revokeCalls, 0.99).toFixed(2)} ms`, "target p99 ≤ 5 ms");
 
     }
     // 6. Cold start with REVOCATIONS live revocations in the stream.

@@ -106,7 +106,8 @@ describe("JwksCache", () => {
 
   it("keeps the keys it holds when a fetch fails, reports why, and recovers", async () => {
     const { logger, messages } = captureLogger();
-    make({ logger, timeoutMs: 300 });
+    // Long enough that a loaded CI machine answers every non-hanging case in time.
+    make({ logger, timeoutMs: 1500 });
     await cache!.refresh();
     const fetchedAt = clock.now();
     expect(cache!.status()).toEqual({ keys: 1, lastFetchAt: fetchedAt, error: undefined });
@@ -117,7 +118,7 @@ describe("JwksCache", () => {
       [{ kind: "serve", body: { nope: [] } }, /no keys array/],
       [{ kind: "serve", body: { keys: [] } }, /no usable key/],
       [{ kind: "serve", body: { keys: [{ kty: "oct", k: "AA", kid: "h", alg: "HS256" }] } }, /no usable key/],
-      [{ kind: "hang" }, /timed out after 300 ms/],
+      [{ kind: "hang" }, /timed out after 1500 ms/],
     ];
     for (const [behaviour, error] of failures) {
       server.behave(behaviour);
