@@ -71,6 +71,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     ? new OutboxRelay({
         store, logger, clock,
         servers: config.natsUrl.split(","),
+        streamReplicas: config.natsStreamReplicas,
         revocationMaxAgeMs: config.accessTokenTtlMs + config.clockSkewMs + 60_000,
       })
     : undefined;

@@ -8,7 +8,9 @@ import { createStore } from "../store/create-store.js";
 
 /** `keys rotate`: start a signing-key rotation on the shared store. */
 export async function rotateKeys(config: Config): Promise<void> {
-  if (!config.redisUrl) throw new ConfigError("REDIS_URL", "keys rotate needs the shared store; the in-memory store lives inside one process");
+  if (!config.redisUrl && !config.redisCluster) {
+    throw new ConfigError("REDIS_URL", "keys rotate needs the shared store (REDIS_URL or REDIS_CLUSTER_NODES); the in-memory store lives inside one process");
+  }
   const logger = createLogger(config.logLevel);
   const store = await createStore(config, logger);
   const ring = new SigningKeyRing({ ...keyRingSettings(config), store, keyEncryptionKey: config.keyEncryptionKey!, clock: systemClock, logger });

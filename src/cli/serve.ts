@@ -3,7 +3,7 @@ import { SCOPES, type Config } from "../config/config.js";
 import { startAuthority } from "../authority/authority-server.js";
 import { hashApiKey } from "../authority/caller-auth.js";
 import { createLogger } from "../shared/logger.js";
-import { createStore, redactUrl } from "../store/create-store.js";
+import { createStore, describeRedis } from "../store/create-store.js";
 
 /** `serve` and `dev`: the authority, printing where it listens (and, in dev, a key and a call to try). */
 export async function serve(config: Config, dev: boolean): Promise<void> {
@@ -20,7 +20,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
     [
       "",
       "session authority is running",
-      `  store   ${config.redisUrl ? `redis ${redactUrl(config.redisUrl)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
+      `  store   ${config.redisUrl || config.redisCluster ? `redis ${describeRedis(config)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
       `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService${grpcSecurity(config)})`,
       `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json)`,
       ...(devKey

@@ -33,15 +33,27 @@ export interface TlsConfig {
   clientCa: Buffer | undefined;
 }
 
+/** A Redis Cluster to connect to: seed masters (the client discovers the rest) and what every node shares. */
+export interface RedisClusterConfig {
+  nodes: { host: string; port: number }[];
+  username: string | undefined;
+  password: string | undefined;
+  tls: boolean;
+}
+
 export interface Config {
   host: string;
   grpcPort: number;
   httpPort: number;
-  /** Empty: the embedded in-memory store. */
+  /** Empty (and no redisCluster): the embedded in-memory store. */
   redisUrl: string;
+  /** Set: the store is a Redis Cluster (REDIS_CLUSTER_NODES); redisUrl is then empty. */
+  redisCluster: RedisClusterConfig | undefined;
   redisKeyPrefix: string;
   redisCommandTimeoutMs: number;
   natsUrl: string;
+  /** Replicas of each JetStream stream the authority creates (3 on a 3-node NATS cluster). */
+  natsStreamReplicas: number;
   issuer: string;
   audience: string;
   defaultClientId: string;
@@ -78,9 +90,11 @@ export const DEFAULTS = {
   SA_GRPC_PORT: "50051",
   SA_HTTP_PORT: "8080",
   REDIS_URL: "",
+  REDIS_CLUSTER_NODES: "",
   SA_REDIS_KEY_PREFIX: "sa",
   SA_REDIS_COMMAND_TIMEOUT: "2s",
   NATS_URL: "",
+  SA_NATS_STREAM_REPLICAS: "1",
   SA_ISSUER: "https://session-authority.local",
   SA_AUDIENCE: "api",
   SA_DEFAULT_CLIENT_ID: "default",
@@ -140,6 +154,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   const redisUrl = raw("REDIS_URL").trim();
   if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError("REDIS_URL", "must start with redis:// or rediss://");
+  const redisCluster = parseRedisClusterNodes(raw("REDIS_CLUSTER_NODES"));
+  if (redisCluster && redisUrl) {
+    throw new ConfigError("REDIS_CLUSTER_NODES", "set either REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), not both");
+  }
   const natsUrl = raw("NATS_URL").trim();
 
   const kekText = raw("SA_KEY_ENCRYPTION_KEY").trim();
@@ -147,8 +165,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (kekText) {
     keyEncryptionKey = Buffer.from(kekText, "base64");
     if (keyEncryptionKey.length !== 32) throw new ConfigError("SA_KEY_ENCRYPTION_KEY", "must be 32 bytes, base64-encoded (openssl rand -base64 32)");
-  } else if (redisUrl) {
-    throw new ConfigError("SA_KEY_ENCRYPTION_KEY", "is required with REDIS_URL, so every replica can decrypt the shared signing keys (openssl rand -base64 32)");
+  } else if (redisUrl || redisCluster) {
+    const store = redisUrl ? "REDIS_URL" : "REDIS_CLUSTER_NODES";
+    throw new ConfigError("SA_KEY_ENCRYPTION_KEY", `is required with ${store}, so every replica can decrypt the shared signing keys (openssl rand -base64 32)`);
   }
 
   const accessTokenTtlMs = duration("SA_ACCESS_TOKEN_TTL", 10_000, 86_400_000);
@@ -176,9 +195,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     grpcPort: integer("SA_GRPC_PORT", 0, 65535),
     httpPort: integer("SA_HTTP_PORT", 0, 65535),
     redisUrl,
+    redisCluster,
     redisKeyPrefix: nonEmpty("SA_REDIS_KEY_PREFIX"),
     redisCommandTimeoutMs: duration("SA_REDIS_COMMAND_TIMEOUT", 50, 60_000),
     natsUrl,
+    // JetStream allows at most 5 replicas; more than the cluster has servers fails stream creation (logged).
+    natsStreamReplicas: integer("SA_NATS_STREAM_REPLICAS", 1, 5),
     issuer: nonEmpty("SA_ISSUER"),
     audience: nonEmpty("SA_AUDIENCE"),
     defaultClientId: nonEmpty("SA_DEFAULT_CLIENT_ID"),
@@ -297,6 +319,46 @@ export function loadSidecarConfig(env: Record<string, string | undefined> = proc
     tokenCacheSize: integer("SA_SIDECAR_TOKEN_CACHE_SIZE", 0, 10_000_000),
     logLevel: raw("SA_LOG_LEVEL"),
   };
+}
+
+/**
+ * REDIS_CLUSTER_NODES: comma-separated redis:// (or rediss://) URLs of some
+ * masters. One reachable seed is enough to discover the cluster; several let
+ * a replica start while one of them is down. Credentials and TLS apply to every
+ * node, so they must be the same on each URL.
+ */
+function parseRedisClusterNodes(text: string): RedisClusterConfig | undefined {
+  const key = "REDIS_CLUSTER_NODES";
+  const entries = text.split(",").map((e) => e.trim()).filter(Boolean);
+  if (entries.length === 0) return undefined;
+  const parsed = entries.map((entry, i) => {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new ConfigError(key, `entry ${i + 1} is not a URL; expected redis://host:port`);
+    }
+    if (url.protocol !== "redis:" && url.protocol !== "rediss:") throw new ConfigError(key, `entry ${i + 1} must start with redis:// or rediss://`);
+    if (!url.hostname) throw new ConfigError(key, `entry ${i + 1} has no host`);
+    if (!["", "/", "/0"].includes(url.pathname)) throw new ConfigError(key, `entry ${i + 1} names a database; Redis Cluster has only database 0`);
+    const port = url.port ? Number(url.port) : 6379;
+    if (port === 0) throw new ConfigError(key, `entry ${i + 1} has port 0`);
+    return {
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port,
+      tls: url.protocol === "rediss:",
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+    };
+  });
+  const [first] = parsed;
+  for (const p of parsed) {
+    if (p.tls !== first!.tls) throw new ConfigError(key, "mixes redis:// and rediss://; every node speaks the same protocol");
+    if (p.username !== first!.username || p.password !== first!.password) {
+      throw new ConfigError(key, "every URL must carry the same credentials (the client uses one set for all nodes)");
+    }
+  }
+  return { nodes: parsed.map(({ host, port }) => ({ host, port })), username: first!.username, password: first!.password, tls: first!.tls };
 }
 
 function readConfigFile(path: string): Record<string, string> {
