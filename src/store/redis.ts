@@ -224,17 +224,23 @@ export class RedisSessionStore implements SessionStore {
 
   /** Finds outboxes the dirty set lost track of (SCAN on every master; never KEYS). */
   async sweepOutbox(): Promise<void> {
-    const nodes = "nodes" in this.redis && typeof this.redis.nodes === "function" ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
     const pattern = `${this.prefix}:{*}:o`;
-    for (const node of nodes) {
-      let cursor = "0";
-      do {
-        const [next, keys]: [string, string[]] = await this.run(() => node.scan(cursor, "MATCH", pattern, "COUNT", 1000));
-        cursor = next;
-        const tags = keys.map((k) => k.slice(this.prefix.length + 2, k.length - 3));
-        if (tags.length) await this.run(() => this.redis.sadd(this.dirtyKey(), ...tags));
-      } while (cursor !== "0");
+    let failure: unknown;
+    // One master being down must not keep the others' outboxes from being found.
+    for (const node of this.masters()) {
+      try {
+        let cursor = "0";
+        do {
+          const [next, keys]: [string, string[]] = await this.run(() => node.scan(cursor, "MATCH", pattern, "COUNT", 1000));
+          cursor = next;
+          const tags = keys.map((k) => k.slice(this.prefix.length + 2, k.length - 3));
+          if (tags.length) await this.run(() => this.redis.sadd(this.dirtyKey(), ...tags));
+        } while (cursor !== "0");
+      } catch (e) {
+        failure ??= e;
+      }
     }
+    if (failure) throw failure;
   }
 
   async listSigningKeys(): Promise<StoredSigningKey[]> {
@@ -259,11 +265,19 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async ping(): Promise<void> {
-    await this.run(() => this.redis.ping());
+    // A cluster client sends PING to a random node, so with one master down the
+    // answer would flap; reachable means some master answers.
+    const masters = this.masters();
+    await this.run(() => (masters.length === 1 ? masters[0]!.ping() : Promise.any(masters.map((node) => node.ping()))));
   }
 
   async close(): Promise<void> {
     this.redis.disconnect();
+  }
+
+  /** The connection itself, or each master's connection of a cluster. */
+  private masters(): Redis[] {
+    return "nodes" in this.redis && typeof this.redis.nodes === "function" ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
   }
 
   private base(userId: string): string {
