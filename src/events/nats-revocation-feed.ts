@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { silentLogger, type Logger } from "../shared/logger.js";
@@ -23,8 +23,12 @@ export interface NatsRevocationFeedOptions {
  * resumes after the last sequence it delivered when NATS comes back.
  *
  * Health is what lets a verifier fail closed: the feed is "connected" only
- * while the NATS connection is up and a periodic round trip to JetStream
- * succeeds, so a silent stream is told apart from a dead one.
+ * while the NATS connection is up and a periodic round trip to JetStream finds
+ * the consumer, so a silent stream is told apart from a dead one. An ordered
+ * consumer is a single-replica consumer on one server of a NATS cluster: when
+ * that server dies, nats.js neither notices nor replaces it (it waits for the
+ * server to come back), so a failed probe starts a new consumer after the last
+ * sequence delivered, which the cluster places on a live server.
  *
  * @example
  * ```ts
@@ -36,7 +40,17 @@ export interface NatsRevocationFeedOptions {
 export class NatsRevocationFeed implements RevocationFeed {
   private nc: NatsConnection | undefined;
   private jsm: JetStreamManager | undefined;
+  private consumer: Consumer | undefined;
   private messages: ConsumerMessages | undefined;
+  private sink: FeedSink | undefined;
+  /** Stream sequence of the last message delivered to the sink. */
+  private lastSeq = 0;
+  /** Resolves the replay of start() once a message reaches the stream's end at start. */
+  private onDelivered: (m: { seq: number; pending: number }) => void = () => {};
+  private probing = false;
+  private resubscribing = false;
+  /** The NATS connection is up (a consumer can only be replaced then). */
+  private natsUp = true;
   private connected = false;
   private since: number;
   private probe: NodeJS.Timeout | undefined;
@@ -59,12 +73,22 @@ export class NatsRevocationFeed implements RevocationFeed {
     this.setConnected(true);
     void this.watchConnection(nc);
 
-    let state: { messages: number; last_seq: number };
+    this.sink = sink;
+    let replayed!: () => void;
+    const done = new Promise<void>((resolve) => (replayed = resolve));
     try {
       this.jsm = await jetstreamManager(nc, { timeout: 2000 });
-      state = await this.streamState();
-      const consumer = await jetstream(nc, { timeout: 2000 }).consumers.get(STREAMS.revocations.name, { deliver_policy: DeliverPolicy.All });
-      this.messages = await consumer.consume({ max_messages: 1024, idle_heartbeat: 1000 });
+      const state = await this.streamState();
+      // Not last_seq === 0: once max_age has removed every message (a quiet period
+      // longer than a token's life), last_seq stays where it was and nothing
+      // would ever be delivered to reach it.
+      if (state.messages === 0) replayed();
+      // pending === 0: the last message held was delivered, even if the one at
+      // last_seq has been removed (deleted, or aged out during the replay).
+      this.onDelivered = (m) => {
+        if (m.seq >= state.last_seq || m.pending === 0) replayed();
+      };
+      await this.follow();
     } catch (e) {
       // The verifier calls start() again: this attempt's connection must not
       // stay open (reconnecting forever) beside the next one's.
@@ -74,33 +98,54 @@ export class NatsRevocationFeed implements RevocationFeed {
       await nc.close().catch(() => undefined);
       throw e;
     }
-    void this.watchConsumer(this.messages);
-
-    let replayed!: () => void;
-    const done = new Promise<void>((resolve) => (replayed = resolve));
-    // Not last_seq === 0: once max_age has removed every message (a quiet period
-    // longer than a token's life), last_seq stays where it was and nothing
-    // would ever be delivered to reach it.
-    if (state.messages === 0) replayed();
-    void (async () => {
-      for await (const m of this.messages!) {
-        this.delivered++;
-        try {
-          const decoded = decodeStreamMessage(m.subject, m.data);
-          if (decoded.type === "revocation") sink.apply(decoded.entry);
-          else if (decoded.type === "keys") sink.keysChanged();
-        } catch (e) {
-          this.logger.warn({ subject: m.subject, seq: m.seq, err: (e as Error).message }, "undecodable event skipped");
-        }
-        // pending === 0: the last message held was delivered, even if the one at
-        // last_seq has been removed (deleted, or aged out during the replay).
-        if (m.seq >= state.last_seq || m.info.pending === 0) replayed();
-      }
-    })();
 
     this.probe = setInterval(() => void this.checkJetStream(), this.options.probeIntervalMs ?? 2000);
     this.probe.unref();
     return done;
+  }
+
+  /** Consumes the stream from the message after the last one delivered (from the start, the first time). */
+  private async follow(): Promise<void> {
+    const consumer = await jetstream(this.nc!, { timeout: 2000 }).consumers.get(
+      STREAMS.revocations.name,
+      this.lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeq + 1 } : { deliver_policy: DeliverPolicy.All },
+    );
+    const messages = await consumer.consume({ max_messages: 1024, idle_heartbeat: 1000 });
+    this.consumer = consumer;
+    this.messages = messages;
+    void this.watchConsumer(messages);
+    void (async () => {
+      for await (const m of messages) {
+        // A replacement consumer may overlap the one it replaced by a message.
+        if (m.seq <= this.lastSeq) continue;
+        this.lastSeq = m.seq;
+        this.delivered++;
+        try {
+          const decoded = decodeStreamMessage(m.subject, m.data);
+          if (decoded.type === "revocation") this.sink!.apply(decoded.entry);
+          else if (decoded.type === "keys") this.sink!.keysChanged();
+        } catch (e) {
+          this.logger.warn({ subject: m.subject, seq: m.seq, err: (e as Error).message }, "undecodable event skipped");
+        }
+        this.onDelivered({ seq: m.seq, pending: m.info.pending });
+      }
+    })();
+  }
+
+  /** Replaces a consumer that JetStream can no longer find or reach. */
+  private async resubscribe(): Promise<void> {
+    if (this.resubscribing || this.closed || !this.natsUp || !this.nc || this.nc.isClosed()) return;
+    this.resubscribing = true;
+    const old = this.messages;
+    try {
+      await this.follow();
+      old?.stop();
+      this.logger.info({ after: this.lastSeq }, "revocation consumer replaced");
+    } catch (e) {
+      this.logger.warn({ err: (e as Error).message }, "revocation consumer could not be replaced yet; retrying");
+    } finally {
+      this.resubscribing = false;
+    }
   }
 
   health(): { connected: boolean; since: number } {
@@ -128,8 +173,13 @@ export class NatsRevocationFeed implements RevocationFeed {
 
   private async watchConnection(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "staleConnection") this.setConnected(false);
-      else if (s.type === "reconnect") void this.checkJetStream();
+      if (s.type === "disconnect" || s.type === "staleConnection") {
+        this.natsUp = false;
+        this.setConnected(false);
+      } else if (s.type === "reconnect") {
+        this.natsUp = true;
+        void this.checkJetStream();
+      }
     }
   }
 
@@ -162,15 +212,24 @@ export class NatsRevocationFeed implements RevocationFeed {
     }
   }
 
-  /** A round trip to JetStream: the only proof that events could be arriving. */
+  /**
+   * A round trip to the server holding the consumer: the only proof that
+   * events could be arriving. Asked through the manager, not the consumer,
+   * because the consumer's own info() replaces the state its pulls use.
+   */
   private async checkJetStream(): Promise<void> {
     const nc = this.nc;
-    if (!nc || nc.isClosed() || !this.jsm) return;
+    if (!nc || nc.isClosed() || !this.jsm || !this.consumer || this.probing) return;
+    this.probing = true;
     try {
-      await this.jsm.streams.info(STREAMS.revocations.name);
+      const { name } = await this.consumer.info(true);
+      await this.jsm.consumers.info(STREAMS.revocations.name, name);
       this.setConnected(true);
     } catch {
       this.setConnected(false);
+      await this.resubscribe();
+    } finally {
+      this.probing = false;
     }
   }
 
