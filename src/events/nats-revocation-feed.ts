@@ -132,17 +132,29 @@ export class NatsRevocationFeed implements RevocationFeed {
     })();
   }
 
-  /** Replaces a consumer that JetStream can no longer find or reach. */
+  /**
+   * Replaces a consumer that JetStream can no longer find or reach, retrying
+   * every half second (a cluster needs a few seconds to elect a new stream
+   * leader) until it succeeds or the feed is closed.
+   */
   private async resubscribe(): Promise<void> {
-    if (this.resubscribing || this.closed || !this.natsUp || !this.nc || this.nc.isClosed()) return;
+    if (this.resubscribing) return;
     this.resubscribing = true;
     const old = this.messages;
     try {
-      await this.follow();
-      old?.stop();
-      this.logger.info({ after: this.lastSeq }, "revocation consumer replaced");
-    } catch (e) {
-      this.logger.warn({ err: (e as Error).message }, "revocation consumer could not be replaced yet; retrying");
+      for (let attempt = 0; !this.closed && this.nc && !this.nc.isClosed(); attempt++) {
+        if (this.natsUp) {
+          try {
+            await this.follow();
+            old?.stop();
+            this.logger.info({ after: this.lastSeq }, "revocation consumer replaced");
+            return;
+          } catch (e) {
+            if (attempt === 0) this.logger.warn({ err: (e as Error).message }, "revocation consumer could not be replaced yet; retrying");
+          }
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
     } finally {
       this.resubscribing = false;
     }
@@ -187,6 +199,8 @@ export class NatsRevocationFeed implements RevocationFeed {
     for await (const s of messages.status()) {
       if (s.type === "heartbeats_missed") {
         this.setConnected(false);
+        // The consumer's server may be gone: find out now, not at the next probe.
+        void this.checkJetStream();
       } else if (s.type === "ordered_consumer_recreated") {
         // After recreating the consumer (e.g. when NATS restarted) nats.js
         // 3.4 pulls with the outstanding count of the old one: a batch of 0,

@@ -1,18 +1,22 @@
 // The storage contract (src/store/session-store.ts), run unchanged against the
-// embedded MemorySessionStore and the RedisSessionStore on a real redis-server.
+// embedded MemorySessionStore and the RedisSessionStore on a real redis-server
+// and on a real three-master Redis Cluster (with the production client options).
 // Time is logical: every call gets an explicit `now`, and expiry is driven by
 // passing later values. The only real waits are for entries whose lifetime the
 // Redis store leaves to a real PX TTL (see "revocation entries expire").
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
 import { AuthorityError } from '../../src/shared/errors.js';
+import { redisClientFor } from '../../src/store/create-store.js';
 import { MemorySessionStore } from '../../src/store/memory.js';
 import { RedisSessionStore } from '../../src/store/redis.js';
 import { newSessionId, userTag } from '../../src/store/session-id.js';
 import type {
   CheckInput, OutboxBatch, ReuseInput, RotateInput, SessionStore, StoredSession, StoredSigningKey,
 } from '../../src/store/session-store.js';
+import { startRedisCluster, type RedisClusterProcess } from '../support/redis-cluster.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 
 const PREFIX = 'sa-test';
@@ -29,6 +33,7 @@ const COVER = 15 * MIN;
 const REASON = { USER: 3, ADMIN: 4, REUSE: 5 } as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const KEK = randomBytes(32).toString('base64');
 const hash = () => randomBytes(16);
 const sealed = () => randomBytes(61);
 
@@ -93,21 +98,28 @@ const redisOptions = {
 
 let server: RedisProcess;
 let admin: Redis;
+let cluster: RedisClusterProcess;
+let clusterAdmin: Cluster;
 
 beforeAll(async () => {
-  server = await startRedis();
+  [server, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
   admin = new Redis(server.url); // default options: queues while reconnecting
   admin.on('error', () => {});
+  clusterAdmin = cluster.admin();
 });
 afterAll(async () => {
   admin?.disconnect();
-  await server?.stop();
+  await Promise.all([server?.stop(), cluster?.stop()]);
 });
 
 interface Fixture {
-  name: 'memory' | 'redis';
+  name: 'memory' | 'redis' | 'redis-cluster';
   /** Stores are built with the outbox on unless told otherwise. */
-  open(options?: { outbox?: boolean; flush?: boolean }): Promise<{ store: SessionStore; client?: Redis }>;
+  open(options?: { outbox?: boolean; flush?: boolean }): Promise<{ store: SessionStore; client?: Redis | Cluster }>;
+  /** Redis fixtures: a client that sees the same data (queues while reconnecting). */
+  admin?: () => Redis | Cluster;
+  /** Redis fixtures: every server down (SIGKILL), then back empty, as after a crash without persistence. */
+  outage?: { down(): Promise<void>; up(): Promise<void> };
 }
 
 const fixtures: Fixture[] = [
@@ -121,12 +133,35 @@ const fixtures: Fixture[] = [
       await client.connect();
       return { store: new RedisSessionStore(client, { prefix: PREFIX, outbox }), client };
     },
+    admin: () => admin,
+    outage: { down: () => server.kill(), up: () => server.restart() },
+  },
+  {
+    name: 'redis-cluster',
+    open: async ({ outbox = true, flush = true } = {}) => {
+      if (flush) await cluster.flushAll();
+      const client = redisClientFor(loadConfig({ REDIS_CLUSTER_NODES: cluster.nodesEnv, SA_KEY_ENCRYPTION_KEY: KEK, SA_REDIS_COMMAND_TIMEOUT: '1s' }));
+      client.on('error', () => {});
+      client.on('node error', () => {});
+      await client.connect();
+      return { store: new RedisSessionStore(client, { prefix: PREFIX, outbox }), client };
+    },
+    admin: () => clusterAdmin,
+    outage: {
+      down: async () => {
+        await Promise.all(cluster.nodes.map((n) => n.kill()));
+      },
+      up: async () => {
+        await Promise.all(cluster.nodes.map((n) => n.restart()));
+        await cluster.waitHealthy();
+      },
+    },
   },
 ];
 
 describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
   let store: SessionStore;
-  let client: Redis | undefined;
+  let client: Redis | Cluster | undefined;
 
   beforeEach(async () => {
     ({ store, client } = await fixture.open());
@@ -873,10 +908,12 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
     });
   });
 
-  if (fixture.name !== 'redis') return;
+  if (!fixture.admin || !fixture.outage) return;
+  const { outage } = fixture;
 
   describe('redis: outbox durability', () => {
     it('a new client sees what an old one recorded, and the sweep finds outboxes whose mark was lost', async () => {
+      const admin = fixture.admin!();
       await store.revokeToken({ userId: 'carol', sid: newSessionId('carol'), jti: 'jc', reason: 1, now: T0, coverUntil: T0 + COVER });
       await store.close();
       let reopened = (await fixture.open({ flush: false })).store;
@@ -896,7 +933,131 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
     });
   });
 
-  describe('redis: cluster safety', () => {
+  if (fixture.name === 'redis-cluster') describe('redis cluster', () => {
+    const keyOf = (userId: string) => `${PREFIX}:{${userTag(userId)}}:i`;
+    /** `perMaster` users on each of the three masters, found by asking the cluster where their keys live. */
+    const usersOnEveryMaster = async (perMaster: number): Promise<string[]> => {
+      const byPort = new Map<number, string[]>();
+      for (let i = 0; [...byPort.values()].filter((u) => u.length >= perMaster).length < 3; i++) {
+        const userId = `spread-${i}`;
+        const { port } = await cluster.nodeFor(keyOf(userId));
+        const list = byPort.get(port) ?? [];
+        if (list.length < perMaster) byPort.set(port, [...list, userId]);
+      }
+      return [...byPort.values()].flat();
+    };
+
+    it('the test cluster refuses a script that reaches into a second slot, so passing here means one slot per script', async () => {
+      const clusterAdmin = fixture.admin!() as Cluster;
+      await expect(clusterAdmin.eval("return redis.call('SET', KEYS[1], '1')", 1, `${PREFIX}:{a}:x`)).resolves.toBe('OK');
+      await expect(clusterAdmin.eval("redis.call('SET', KEYS[1], '1'); return redis.call('SET', KEYS[2], '1')", 2, `${PREFIX}:{a}:x`, `${PREFIX}:{b}:x`))
+        .rejects.toThrow(/CROSSSLOT/);
+      // A key named inside the script (as end-sessions.lua and list.lua do) is checked too.
+      await expect(clusterAdmin.eval("return redis.call('SET', ARGV[1], '1')", 1, `${PREFIX}:{a}:x`, `${PREFIX}:{b}:x`))
+        .rejects.toThrow(/Script attempted to access (keys that do not hash to the same slot|a non local key)/);
+    });
+
+    it('operations for users on every master, issued in one tick, all succeed (auto-pipelined per node)', async () => {
+      const users = await usersOnEveryMaster(20);
+      const sessions = users.map((u) => newSession(u, T0));
+      const h0 = sessions.map(() => hash());
+      const h1 = sessions.map(() => hash());
+      expect(await Promise.all(sessions.map((s, i) => create(s, h0[i]!)))).toEqual(sessions.map(() => undefined));
+      expect(await Promise.all(sessions.map((s, i) => rotate(s, h0[i]!, h1[i]!, T0 + SEC)))).toEqual(
+        sessions.map(() => ({ outcome: 'rotated', idleExpiresAt: T0 + SEC + IDLE })),
+      );
+      const snaps = await Promise.all(sessions.map((s) => store.getSession(s.sid, T0 + 2 * SEC)));
+      expect(snaps.map((x) => x!.refresh.current)).toEqual(h1);
+      expect(await Promise.all(users.map((u) => sids(u, T0 + 2 * SEC)))).toEqual(sessions.map((s) => [s.sid]));
+      const ended = await Promise.all(users.map((userId) =>
+        store.endSessions({ userId, target: { kind: 'all' }, reason: REASON.ADMIN, now: T0 + 3 * SEC, coverUntil: T0 + COVER, requireOwnership: false })));
+      expect(ended).toEqual(sessions.map((s) => ({ found: true, ended: [s.sid] })));
+      // Tokens issued before the global logout's whole second are refused.
+      const checks = await Promise.all(sessions.map((s) => check(s, T0 + 4 * SEC, { issuedAt: T0 / SEC + 3 })));
+      expect(checks).toEqual(sessions.map(() => ({ revoked: true, reason: REASON.ADMIN })));
+      const batch = await store.readOutbox(1000);
+      expect(batch.events.map((e) => e.userId).sort()).toEqual([...users].sort());
+    });
+
+    it('sweepOutbox finds lost outboxes on every master', async () => {
+      const admin = fixture.admin!();
+      const users = await usersOnEveryMaster(2);
+      for (const userId of users) {
+        await store.revokeToken({ userId, sid: newSessionId(userId), jti: `j-${userId}`, reason: 1, now: T0, coverUntil: T0 + COVER });
+      }
+      await admin.del(`${PREFIX}:outbox`);
+      expect((await store.readOutbox(100)).events).toEqual([]);
+      await store.sweepOutbox();
+      const batch = await store.readOutbox(100);
+      expect(batch.events.map((e) => e.jti).sort()).toEqual(users.map((u) => `j-${u}`).sort());
+      await batch.ack(batch.events.map((e) => e.id));
+      for (const userId of users) expect(await admin.exists(`${PREFIX}:{${userTag(userId)}}:o`)).toBe(0);
+      expect(await admin.smembers(`${PREFIX}:outbox`)).toEqual([]);
+    });
+
+    it('scripts come back on every node after SCRIPT FLUSH (EVALSHA, NOSCRIPT, EVAL per node)', async () => {
+      const users = await usersOnEveryMaster(1);
+      const sessions = users.map((u) => newSession(u, T0));
+      const h0 = sessions.map(() => hash());
+      for (const [i, s] of sessions.entries()) await create(s, h0[i]!);
+      const masters = (fixture.admin!() as Cluster).nodes('master');
+      expect(masters).toHaveLength(3);
+      await Promise.all(masters.map((m) => m.script('FLUSH')));
+      for (const [i, s] of sessions.entries()) {
+        expect(await rotate(s, h0[i]!, hash(), T0 + SEC)).toMatchObject({ outcome: 'rotated' });
+        expect((await check(s, T0 + 2 * SEC)).revoked).toBe(false);
+      }
+    });
+
+    it('one master down: its users get store_unavailable within ~2 s, the others keep working; it serves again after a restart', async () => {
+      const [alice, bob] = await (async () => {
+        const users = await usersOnEveryMaster(1);
+        return [users[0]!, users[1]!];
+      })();
+      const down = await cluster.nodeFor(keyOf(alice));
+      const a = newSession(alice, T0);
+      const b = newSession(bob, T0);
+      const [ha, hb] = [hash(), hash()];
+      await create(a, ha);
+      await create(b, hb);
+      await down.kill();
+      try {
+        for (const [name, call] of [
+          ['getSession', () => store.getSession(a.sid, T0 + 1)],
+          ['createSession', () => store.createSession(newSession(alice, T0), hash(), T0)],
+          ['rotateRefresh', () => rotate(a, ha, hash(), T0 + 1)],
+        ] as const) {
+          const started = Date.now();
+          const err = await call().then(() => undefined, (e: unknown) => e);
+          expect((err as AuthorityError | undefined)?.code, name).toBe('store_unavailable');
+          expect(Date.now() - started, name).toBeLessThan(2000);
+        }
+        await store.ping(); // some master answers
+        const next = hash();
+        expect(await rotate(b, hb, next, T0 + 1)).toMatchObject({ outcome: 'rotated' });
+        expect((await store.getSession(b.sid, T0 + 2))!.refresh.current).toEqual(next);
+      } finally {
+        await down.restart();
+      }
+      await cluster.waitHealthy();
+      const again = newSession(alice, T0);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try {
+          await create(again, hash());
+          break;
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await sleep(100);
+        }
+      }
+      // The restarted master is empty (no persistence) and loads the scripts again.
+      expect(await store.getSession(a.sid, T0 + 2)).toBeUndefined();
+      expect(await sids(alice, T0 + 2)).toEqual([again.sid]);
+    });
+  });
+
+  if (fixture.name === 'redis') describe('redis: cluster safety', () => {
     it('every operation touches keys of exactly one hash slot (MONITOR, script-internal commands included)', async () => {
       const monitor = await admin.monitor();
       const seen: { args: string[]; source: string }[] = [];
@@ -985,12 +1146,12 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
   });
 
   describe('redis: availability', () => {
-    // Last in the file: it kills and restarts the shared redis-server.
+    // Last in the file: it kills and restarts the shared redis-server (every cluster master).
     it('rejects with store_unavailable within ~2 s while redis is down, and recovers with the same client', async () => {
       const s = newSession('alice', T0);
       const h = hash();
       await store.createSession(s, h, T0);
-      await server.kill();
+      await outage.down();
 
       const calls: [string, () => Promise<unknown>][] = [
         ['ping', () => store.ping()],
@@ -1012,7 +1173,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         expect(took, name).toBeLessThan(2000);
       }
 
-      await server.restart();
+      await outage.up();
       const deadline = Date.now() + 10_000;
       for (;;) {
         try {
