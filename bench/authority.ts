@@ -8,15 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Redis } from "ioredis";
 import { hashApiKey } from "../src/authority/caller-auth.js";
 import {
   CreateSessionRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema, type CreateSessionResponse,
 } from "../src/gen/sessionauthority/v1/authority_pb.js";
-import { RedisSessionStore } from "../src/store/redis.js";
-import { newSessionId } from "../src/store/session-id.js";
 import { startRedis } from "../test/support/redis-server.js";
 import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
+import { memoryPerSession, UA } from "./redis-memory.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -24,7 +22,6 @@ const CONCURRENCY = 64;
 const SESSIONS_FOR_MEMORY = Number(process.env.BENCH_MEMORY_SESSIONS ?? 100_000);
 /** Which parts to run: BENCH_PHASES=load,transport,memory (default all). */
 const PHASES = new Set((process.env.BENCH_PHASES ?? "load,transport,memory").split(","));
-const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const run = promisify(execFile);
@@ -99,7 +96,7 @@ async function main() {
       console.log(transportRows.at(-1));
     }
 
-    const memory = PHASES.has("memory") ? await memoryPerSession() : [];
+    const memory = PHASES.has("memory") ? await memoryPerSession(SESSIONS_FOR_MEMORY) : [];
     console.log("\n## Authority on Redis (gRPC port; load from a separate process)\n");
     console.log("| call | in flight | throughput (median) | p50 | p99 | runs | errors |\n| --- | --- | --- | --- | --- | --- | --- |");
     console.log(rows.join("\n"));
@@ -143,40 +140,6 @@ async function sampleToken(target: string, apiKey: string): Promise<string> {
   if (!check.valid) throw new Error("sample token does not validate");
   client.close();
   return res.tokens!.accessToken;
-}
-
-/** Sessions written through the production store into a fresh Redis; INFO memory before and after. */
-async function memoryPerSession(): Promise<[string, number][]> {
-  const out: [string, number][] = [];
-  for (const [shape, perUser] of [["one session per user", 1], ["four sessions per user", 4]] as const) {
-    const server = await startRedis();
-    const redis = new Redis(server.url);
-    const store = new RedisSessionStore(redis, "sa");
-    const used = async () => Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
-    const before = await used();
-    const now = Date.now();
-    for (let i = 0; i < SESSIONS_FOR_MEMORY; i += 500) {
-      await Promise.all(
-        Array.from({ length: Math.min(500, SESSIONS_FOR_MEMORY - i) }, (_, j) => {
-          const n = i + j;
-          const userId = `user-${Math.floor(n / perUser)}`;
-          return store.createSession(
-            {
-              sid: newSessionId(userId), userId, username: `User ${n}`, roles: ["user", "beta"], permissions: ["orders:read", "orders:write"],
-              clientId: "web", deviceId: `device-${n}`, deviceName: "Chrome on Windows", userAgent: UA, ip: "203.0.113.7",
-              createdAt: now, lastActivityAt: now, idleExpiresAt: now + 1_800_000, absoluteExpiresAt: now + 30 * 86_400_000,
-            },
-            randomBytes(16),
-            now,
-          );
-        }),
-      );
-    }
-    out.push([shape, Math.round((await used()) - before) / SESSIONS_FOR_MEMORY]);
-    redis.disconnect();
-    await server.stop();
-  }
-  return out.map(([s, b]) => [s, Math.round(b)]);
 }
 
 function firstJsonLine<T>(child: ChildProcess): Promise<T> {
