@@ -189,7 +189,7 @@ describe('scale-out: two replicas on Redis Cluster and a NATS cluster', () => {
     const revoked = targets.map((t) => ({ token: t.access, reason: t.reason, what: `${t.kind}#${t.i}` }));
 
     // With one node of three down, the cluster carries on. Electing a new stream
-    // leader takes nats-server 2.9 several seconds (6-15 s end to end measured
+    // leader takes nats-server 2.9 several seconds (5-15 s end to end measured
     // here), during which the relays retry and the sidecars replace consumers
     // that lived on the dead node.
     const since = Date.now();
