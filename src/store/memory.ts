@@ -1,7 +1,7 @@
 import { secureRandomBytes } from "../shared/random.js";
 import type {
-  CheckInput, HandoffInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, ReasonCode, ReuseInput, ReuseResult,
-  RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
+  CheckInput, HandoffInput, OutboxBatch, OutboxEvent, CheckResult, EndSessionsInput, EndSessionsResult, LoginNovelty, LoginSighting,
+  ReasonCode, ReuseInput, ReuseResult, RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
 interface Entry {
@@ -10,6 +10,8 @@ interface Entry {
   history: Buffer[];
   rotatedAt: number;
   sealed?: { value: Buffer; until: number };
+  /** Rotations counted in the current refresh-rate window. */
+  rate?: { start: number; count: number };
 }
 
 interface Expiring<T> {
@@ -32,6 +34,8 @@ export class MemorySessionStore implements SessionStore {
   private readonly keys = new Map<string, StoredSigningKey>();
   /** By sid + code hash. */
   private readonly handoffs = new Map<string, Expiring<Buffer>>();
+  /** Per user: device ids and addresses by when they were last seen (insertion order = recency). */
+  private readonly sightings = new Map<string, { devices: Map<string, number>; ips: Map<string, number>; until: number }>();
   private readonly outbox: OutboxEvent[] = [];
   private readonly watchers = new Set<(batch: OutboxBatch) => void>();
   private readonly emit: boolean;
@@ -81,6 +85,17 @@ export class MemorySessionStore implements SessionStore {
     const s = entry.session;
     s.lastActivityAt = input.now;
     s.idleExpiresAt = Math.min(input.now + input.idleTimeoutMs, s.absoluteExpiresAt);
+    const rate = input.refreshRate;
+    if (rate && rate.limit > 0) {
+      if (!entry.rate || input.now - entry.rate.start >= rate.windowMs) entry.rate = { start: input.now, count: 0 };
+      if (++entry.rate.count === rate.limit + 1) {
+        this.record({
+          type: "refresh_rate_exceeded", userId: input.userId, sid: input.sid, reason: 0, at: input.now, expiresAt: input.now,
+          count: entry.rate.count, windowMs: rate.windowMs,
+        });
+        return { outcome: "rotated", idleExpiresAt: s.idleExpiresAt, rateExceeded: true };
+      }
+    }
     return { outcome: "rotated", idleExpiresAt: s.idleExpiresAt };
   }
 
@@ -101,15 +116,18 @@ export class MemorySessionStore implements SessionStore {
   async endSessions(input: EndSessionsInput): Promise<EndSessionsResult> {
     const { userId, target, now } = input;
     const mine = [...(this.byUser.get(userId) ?? [])].filter((sid) => this.liveSession(sid, userId, now));
+    const absoluteOf = (sid: string) => this.sessions.get(sid)!.session.absoluteExpiresAt;
     if (target.kind === "one") {
       const live = mine.includes(target.sid);
-      if (!live && input.requireOwnership) return { ended: [], found: false };
+      if (!live && input.requireOwnership) return { ended: [], absoluteExpiresAt: [], found: false };
+      const absoluteExpiresAt = live ? [absoluteOf(target.sid)] : [];
       if (live) this.dropSession(target.sid, userId);
       this.revokedSessions.set(target.sid, { value: input.reason, until: input.coverUntil });
       this.record({ type: "session_revoked", userId, sid: target.sid, reason: input.reason, at: now, expiresAt: input.coverUntil });
-      return { ended: live ? [target.sid] : [], found: true };
+      return { ended: live ? [target.sid] : [], absoluteExpiresAt, found: true };
     }
     const ended = target.kind === "all" ? mine : mine.filter((sid) => sid !== target.sid);
+    const absoluteExpiresAt = ended.map(absoluteOf);
     for (const sid of ended) {
       this.dropSession(sid, userId);
       if (target.kind === "allExcept") {
@@ -123,7 +141,7 @@ export class MemorySessionStore implements SessionStore {
       this.userNotBefore.set(userId, { value: { nbf, reason: input.reason }, until: input.coverUntil });
       this.record({ type: "user_revoked", userId, notBefore: nbf, reason: input.reason, at: now, expiresAt: input.coverUntil });
     }
-    return { ended, found: true };
+    return { ended, absoluteExpiresAt, found: true };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: ReasonCode; now: number; coverUntil: number }): Promise<void> {
@@ -188,6 +206,37 @@ export class MemorySessionStore implements SessionStore {
     const sealed = this.live(this.handoffs, key, input.now);
     this.handoffs.delete(key);
     return sealed;
+  }
+
+  async recordLogin(input: LoginSighting): Promise<LoginNovelty> {
+    let seen = this.sightings.get(input.userId);
+    if (!seen) this.sightings.set(input.userId, (seen = { devices: new Map(), ips: new Map(), until: 0 }));
+    seen.until = input.now + input.forgetAfterMs;
+    const sight = (known: Map<string, number>, value: string): boolean => {
+      if (!value) return false;
+      for (const [v, at] of known) if (at <= input.now - input.forgetAfterMs) known.delete(v);
+      const isNew = known.size > 0 && !known.has(value);
+      known.delete(value);
+      known.set(value, input.now);
+      while (known.size > input.keep) known.delete(known.keys().next().value!);
+      return isNew;
+    };
+    const novelty = { newDevice: sight(seen.devices, input.deviceId), newIp: sight(seen.ips, input.ip) };
+    if (novelty.newDevice || novelty.newIp) {
+      this.record({
+        type: "new_device_login", userId: input.userId, sid: input.sid, reason: 0, at: input.now, expiresAt: input.now,
+        ...(novelty.newDevice ? { deviceId: input.deviceId } : {}),
+        ...(novelty.newIp ? { ip: input.ip } : {}),
+      });
+    }
+    return novelty;
+  }
+
+  /** Counted directly: the sessions are all in this process. */
+  async countLiveSessions(now: number): Promise<number> {
+    let live = 0;
+    for (const e of this.sessions.values()) if (now < expiry(e.session)) live++;
+    return live;
   }
 
   async listSigningKeys(): Promise<StoredSigningKey[]> {
@@ -263,6 +312,7 @@ export class MemorySessionStore implements SessionStore {
     for (const map of [this.revokedTokens, this.revokedSessions, this.userNotBefore, this.handoffs] as Map<string, Expiring<unknown>>[]) {
       for (const [k, e] of map) if (e.until <= now) map.delete(k);
     }
+    for (const [userId, seen] of this.sightings) if (seen.until <= now) this.sightings.delete(userId);
   }
 }
 

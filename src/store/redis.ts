@@ -5,14 +5,14 @@ import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
 import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
 import { secureRandomBytes } from "../shared/random.js";
 import type {
-  CheckInput, CheckResult, EndSessionsInput, HandoffInput, EndSessionsResult, OutboxBatch, OutboxEvent, ReuseInput, ReuseResult,
-  RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
+  CheckInput, CheckResult, EndSessionsInput, HandoffInput, EndSessionsResult, LoginNovelty, LoginSighting, OutboxBatch, OutboxEvent,
+  ReuseInput, ReuseResult, RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
 } from "./session-store.js";
 
 const SCRIPTS = {
   saCreate: { keys: 3, file: "create.lua" },
   saGet: { keys: 3, file: "get.lua" },
-  saRotate: { keys: 4, file: "rotate.lua" },
+  saRotate: { keys: 5, file: "rotate.lua" },
   saReuse: { keys: 5, file: "reuse.lua" },
   saEndSessions: { keys: 3, file: "end-sessions.lua" },
   saRevokeToken: { keys: 2, file: "revoke-token.lua" },
@@ -20,6 +20,7 @@ const SCRIPTS = {
   saAddFirstKey: { keys: 1, file: "add-first-key.lua" },
   saCheck: { keys: 5, file: "check.lua" },
   saList: { keys: 1, file: "list.lua" },
+  saRecordLogin: { keys: 3, file: "record-login.lua" },
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -42,9 +43,12 @@ const TRANSIENT_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|BUSY
  *   n         the user's not-before ("<seconds>:<reason>")
  *   o         the user's outbox: JSON events awaiting publication
  *   h:<hash>  "<until ms>:" + a sealed browser handoff, named by its code's hash
- * and, each in a slot of its own, `<prefix>:keys` (signing keys by kid) and
+ *   d, a      device ids and IP addresses of recent logins, scored by when last seen
+ * and, each in a slot of its own, `<prefix>:keys` (signing keys by kid),
  * `<prefix>:outbox` (tags whose outbox may be non-empty; a periodic SCAN for
- * outboxes repairs it if a process died between a script and its SADD).
+ * outboxes repairs it if a process died between a script and its SADD) and
+ * `<prefix>:stats:sessions` / `<prefix>:stats:counting` (the shared count of
+ * live sessions and the lock of the replica recounting it).
  */
 export interface RedisStoreOptions {
   /** Key prefix (default "sa"). */
@@ -104,14 +108,20 @@ export class RedisSessionStore implements SessionStore {
   async rotateRefresh(input: RotateInput): Promise<RotateResult> {
     if (!belongsTo(input.sid, input.userId)) return { outcome: "gone" };
     const { base, m } = this.keysOf(input.sid);
-    const [outcome, idleExpiresAt]: [string, number?] = await this.run(() =>
+    const rate = input.refreshRate;
+    // The ids only matter for the rare alert event, so they travel only when events are kept.
+    const emitting = rate && this.emit === "1";
+    const [outcome, idleExpiresAt, exceeded, recorded]: [string, number?, number?, string[]?] = await this.run(() =>
       this.redis.saRotate(
-        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}n`,
+        `${base}s:${m}`, `${base}i`, `${base}g:${m}`, `${base}n`, `${base}o`,
         input.expected, input.next, input.sealedSuccessor, input.now, input.graceMs, input.idleTimeoutMs, input.historySize, m, input.issuedAt,
+        rate?.limit ?? 0, rate?.windowMs ?? 0, this.emit, emitting ? input.userId : "", emitting ? input.sid : "",
       ),
     );
-    if (outcome === "rotated") return { outcome, idleExpiresAt: idleExpiresAt! };
-    return { outcome: outcome as "conflict" | "gone" };
+    if (outcome !== "rotated") return { outcome: outcome as "conflict" | "gone" };
+    if (exceeded !== 1) return { outcome, idleExpiresAt: idleExpiresAt! };
+    await this.recorded(base, recorded!);
+    return { outcome, idleExpiresAt: idleExpiresAt!, rateExceeded: true };
   }
 
   async revokeOnReuse(input: ReuseInput): Promise<ReuseResult> {
@@ -133,14 +143,14 @@ export class RedisSessionStore implements SessionStore {
     let base = this.base(input.userId);
     const member = target.kind === "all" ? "" : localPartOfSessionId(target.sid);
     if (target.kind === "one" && !belongsTo(target.sid, input.userId)) {
-      if (input.requireOwnership) return { found: false, ended: [] };
+      if (input.requireOwnership) return { found: false, ended: [], absoluteExpiresAt: [] };
       // An admin naming a session by id alone (it may have ended already): its
       // revocation is recorded under the id's own tag.
       base = this.keysOf(target.sid).base;
     }
     const mode = target.kind === "one" ? "one" : target.kind === "all" ? "all" : "others";
     const tag = base.slice(this.prefix.length + 2, -2);
-    const [found, ended, recorded]: [number, string[], string[]] = await this.run(() =>
+    const [found, ended, recorded, absoluteExpiresAt]: [number, string[], string[], number[]] = await this.run(() =>
       this.redis.saEndSessions(
         `${base}i`, `${base}n`, `${base}o`,
         base, mode, member, input.now, input.coverUntil, input.reason, input.requireOwnership ? "1" : "0",
@@ -148,7 +158,7 @@ export class RedisSessionStore implements SessionStore {
       ),
     );
     await this.recorded(base, recorded);
-    return { found: found === 1, ended: ended.map((m) => tag + m) };
+    return { found: found === 1, ended: ended.map((m) => tag + m), absoluteExpiresAt };
   }
 
   async revokeToken(input: { userId: string; sid: string; jti: string; reason: number; now: number; coverUntil: number }): Promise<void> {
@@ -203,6 +213,45 @@ export class RedisSessionStore implements SessionStore {
     const colon = raw.indexOf(0x3a);
     if (colon < 0 || input.now >= Number(raw.subarray(0, colon).toString())) return undefined;
     return raw.subarray(colon + 1);
+  }
+
+  async recordLogin(input: LoginSighting): Promise<LoginNovelty> {
+    const base = this.base(input.userId);
+    const [newDevice, newIp, recorded]: [number, number, string[]] = await this.run(() =>
+      this.redis.saRecordLogin(
+        `${base}d`, `${base}a`, `${base}o`,
+        input.deviceId, input.ip, input.now, input.keep, input.forgetAfterMs, this.emit, eventIdPrefix(), input.userId, input.sid,
+      ),
+    );
+    await this.recorded(base, recorded);
+    return { newDevice: newDevice === 1, newIp: newIp === 1 };
+  }
+
+  /**
+   * Counts session keys with SCAN on every master, in steps of a small script
+   * that returns only how many keys a step matched, so no key name crosses the
+   * network. The cost is a walk over the whole keyspace (about 4 keys per
+   * session), in short steps that never block Redis for long.
+   */
+  async countLiveSessions(now: number, maxAgeMs: number): Promise<number | undefined> {
+    const statsKey = `${this.prefix}:stats:sessions`;
+    const last: string | null = await this.run(() => this.redis.get(statsKey));
+    const [count, at] = last ? last.split(":").map(Number) : [undefined, undefined];
+    if (count !== undefined && now - at! < maxAgeMs) return count;
+    // Whoever sets the lock recounts; it expires on its own, so a replica that dies mid-count blocks nobody for long.
+    const counting = await this.run(() => this.redis.set(`${this.prefix}:stats:counting`, "1", "PX", Math.max(1, maxAgeMs), "NX"));
+    if (counting !== "OK") return count;
+    let live = 0;
+    for (const node of this.masters()) {
+      let cursor = "0";
+      do {
+        const [next, matched]: [string, number] = await this.run(() => node.eval(SCAN_COUNT, 0, cursor, `${this.prefix}:{*}:s:*`) as Promise<[string, number]>);
+        cursor = next;
+        live += matched;
+      } while (cursor !== "0");
+    }
+    await this.run(() => this.redis.set(statsKey, `${live}:${now}`, "PX", Math.max(1, 10 * maxAgeMs)));
+    return live;
   }
 
   async readOutbox(limit: number): Promise<OutboxBatch> {
@@ -344,6 +393,9 @@ export class RedisSessionStore implements SessionStore {
 }
 
 const eventIdPrefix = () => secureRandomBytes(12).toString("base64url");
+
+/** One SCAN step that answers with the next cursor and how many keys matched. ARGV: cursor, pattern */
+const SCAN_COUNT = "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000) return {r[1], #r[2]}";
 
 function sessionOf(sid: string, blob: Buffer, lastActivityAt: number, idleExpiresAt: number, absoluteExpiresAt: number): StoredSession {
   return {

@@ -89,6 +89,8 @@ export interface EndSessionsInput {
 export interface EndSessionsResult {
   /** Sessions that were live and are now ended. */
   ended: string[];
+  /** The absolute expiry of each ended session, in the order of `ended` (for session-length metrics). */
+  absoluteExpiresAt: number[];
   /** With kind "one" and requireOwnership: false when the session is not the user's (nothing changed). */
   found: boolean;
 }
@@ -120,11 +122,25 @@ export interface RotateInput {
   graceMs: number;
   idleTimeoutMs: number;
   historySize: number;
+  /** Count this session's rotations; absent: no counting. */
+  refreshRate?: RefreshRateLimit;
+}
+
+/**
+ * Rotations of one session are counted in fixed windows of `windowMs`, each
+ * starting at the first rotation after the previous one ended. The rotation that
+ * makes the count `limit + 1` reports `rateExceeded` and records a
+ * `refresh_rate_exceeded` outbox event, so each window alerts once. The counter
+ * lives in the session record: it costs no extra key and no extra round trip.
+ */
+export interface RefreshRateLimit {
+  limit: number;
+  windowMs: number;
 }
 
 /** `conflict`: someone rotated first; re-read and take the grace path. */
 export type RotateResult =
-  | { outcome: "rotated"; idleExpiresAt: number }
+  | { outcome: "rotated"; idleExpiresAt: number; rateExceeded?: true }
   | { outcome: "conflict" }
   | { outcome: "gone" };
 
@@ -156,6 +172,31 @@ export interface HandoffInput {
   expiresAt: number;
 }
 
+/**
+ * A login to compare with the devices and IP addresses recently seen for the
+ * user. Up to `keep` of each are remembered (the most recent), each forgotten
+ * `forgetAfterMs` after it was last seen. An empty deviceId or ip is not compared.
+ */
+export interface LoginSighting {
+  userId: string;
+  sid: string;
+  deviceId: string;
+  ip: string;
+  now: number;
+  keep: number;
+  forgetAfterMs: number;
+}
+
+/**
+ * Which of the two was new. A dimension with nothing remembered yet (the user's
+ * first login on record) is never new. When either is new, a `new_device_login`
+ * outbox event is recorded in the same step.
+ */
+export interface LoginNovelty {
+  newDevice: boolean;
+  newIp: boolean;
+}
+
 /** A signing key as persisted: the private half only encrypted. */
 export interface StoredSigningKey {
   kid: string;
@@ -179,7 +220,7 @@ export interface StoredSigningKey {
 export interface OutboxEvent {
   /** Unique id: the message id for idempotent publishing. */
   id: string;
-  type: "token_revoked" | "session_revoked" | "user_revoked" | "refresh_reuse";
+  type: "token_revoked" | "session_revoked" | "user_revoked" | "refresh_reuse" | "refresh_rate_exceeded" | "new_device_login";
   /** Empty when a session was revoked by id alone after it had ended. */
   userId: string;
   sid?: string;
@@ -188,8 +229,14 @@ export interface OutboxEvent {
   at: number;
   /** The user's "not before" (seconds), for user_revoked. */
   notBefore?: number;
-  /** Until when the revocation matters. */
+  /** Until when the revocation matters (security events: `at`). */
   expiresAt: number;
+  /** refresh_rate_exceeded: the rotations counted, and the window they were counted in. */
+  count?: number;
+  windowMs?: number;
+  /** new_device_login: the device id and the address that were new (absent if not). */
+  deviceId?: string;
+  ip?: string;
 }
 
 /** Pending outbox events; `ack` removes the ones that were published. */
@@ -222,6 +269,16 @@ export interface SessionStore {
   checkToken(input: CheckInput): Promise<CheckResult>;
   /** A user's live sessions, soonest-expiring first (the order of equal expiries is unspecified). */
   listSessions(userId: string, now: number): Promise<StoredSession[]>;
+  /** Remembers the login's device and address for the user and says which of them was new (see LoginSighting). */
+  recordLogin(input: LoginSighting): Promise<LoginNovelty>;
+  /**
+   * The number of live sessions in the whole store, for a gauge. Expensive on
+   * Redis (a SCAN of every master's keyspace), so replicas share it: a count
+   * made by any replica less than `maxAgeMs` ago is returned as is, and only
+   * one replica at a time recounts; the others get the last count, or
+   * undefined if there is none yet. Never call it on a request path.
+   */
+  countLiveSessions(now: number, maxAgeMs: number): Promise<number | undefined>;
 
   /** Keeps a handoff until its expiresAt. */
   putHandoff(input: HandoffInput): Promise<void>;

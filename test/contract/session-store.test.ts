@@ -434,20 +434,20 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       const [a1, a2] = [newSession('alice', T0), newSession('alice', T0 + 1)];
       await create(a1, hash());
       await create(a2, hash());
-      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + SEC, true)).toEqual({ ended: [a1.sid], found: true });
+      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + SEC, true)).toEqual({ ended: [a1.sid], absoluteExpiresAt: [a1.absoluteExpiresAt], found: true });
       expect(await store.getSession(a1.sid, T0 + SEC)).toBeUndefined();
       expect(await sids('alice', T0 + SEC)).toEqual([a2.sid]);
       expect(await check(a1, T0 + SEC)).toEqual({ revoked: true, reason: REASON.USER });
       expect(await check(a2, T0 + SEC)).toEqual({ revoked: false });
       // again: not live any more
-      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + 2 * SEC, true)).toEqual({ ended: [], found: false });
-      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + 2 * SEC, false, REASON.ADMIN)).toEqual({ ended: [], found: true });
+      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + 2 * SEC, true)).toEqual({ ended: [], absoluteExpiresAt: [], found: false });
+      expect(await end('alice', { kind: 'one', sid: a1.sid }, T0 + 2 * SEC, false, REASON.ADMIN)).toEqual({ ended: [], absoluteExpiresAt: [], found: true });
       expect(await check(a1, T0 + 2 * SEC)).toEqual({ revoked: true, reason: REASON.ADMIN });
     });
 
     it('one without ownership (admin path) for an unknown sid still records the revocation', async () => {
       const ghost = { sid: newSessionId('carol'), userId: 'carol' };
-      expect(await end('', { kind: 'one', sid: ghost.sid }, T0, false, REASON.ADMIN)).toEqual({ ended: [], found: true });
+      expect(await end('', { kind: 'one', sid: ghost.sid }, T0, false, REASON.ADMIN)).toEqual({ ended: [], absoluteExpiresAt: [], found: true });
       expect(await check(ghost, T0 + 1)).toEqual({ revoked: true, reason: REASON.ADMIN });
     });
 
@@ -457,7 +457,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       await create(a, hash());
       await create(b, hash());
       const before = await store.getSession(b.sid, T0 + 1);
-      expect(await end('alice', { kind: 'one', sid: b.sid }, T0 + 1, true)).toEqual({ ended: [], found: false });
+      expect(await end('alice', { kind: 'one', sid: b.sid }, T0 + 1, true)).toEqual({ ended: [], absoluteExpiresAt: [], found: false });
       expect(await store.getSession(b.sid, T0 + 1)).toEqual(before);
       expect(await sids('bob', T0 + 1)).toEqual([b.sid]);
       expect(await sids('alice', T0 + 1)).toEqual([a.sid]);
@@ -496,7 +496,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await check(b, now, { issuedAt: nbf - 1 })).toEqual({ revoked: false });
 
       // an "all" at an earlier time never moves the not-before back
-      expect(await end('alice', { kind: 'all' }, now - 2 * SEC)).toEqual({ ended: [], found: true });
+      expect(await end('alice', { kind: 'all' }, now - 2 * SEC)).toEqual({ ended: [], absoluteExpiresAt: [], found: true });
       const s = newSession('alice', now);
       expect(await create(s, hash())).toBe(nbf);
       // a later one moves it forward
@@ -585,7 +585,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
           op = 'endOne';
           const m = r.pick(mine);
           const res = await store.endSessions({ userId, target: { kind: 'one', sid: m.s.sid }, reason: REASON.USER, now, coverUntil: now + HOUR, requireOwnership: r.next() < 0.5 });
-          expect(res).toEqual({ ended: [m.s.sid], found: true });
+          expect(res).toEqual({ ended: [m.s.sid], absoluteExpiresAt: [m.s.absoluteExpiresAt], found: true });
           model.delete(m.s.sid);
           revokedSid.set(m.s.sid, REASON.USER);
         } else if (roll < 0.9) {
@@ -593,7 +593,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
           const other = live(now).find((m) => m.s.userId !== userId);
           if (!other) continue;
           const res = await store.endSessions({ userId, target: { kind: 'one', sid: other.s.sid }, reason: REASON.USER, now, coverUntil: now + HOUR, requireOwnership: true });
-          expect(res).toEqual({ ended: [], found: false });
+          expect(res).toEqual({ ended: [], absoluteExpiresAt: [], found: false });
         } else if (roll < 0.96) {
           op = 'allExcept';
           const keep = r.pick(mine);
@@ -601,12 +601,14 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
           const gone = mine.filter((m) => m !== keep).map((m) => m.s.sid);
           expect(res.found).toBe(true);
           expect([...res.ended].sort()).toEqual([...gone].sort());
+          expect(res.absoluteExpiresAt).toEqual(res.ended.map((sid) => model.get(sid)!.s.absoluteExpiresAt));
           for (const sid of gone) { model.delete(sid); revokedSid.set(sid, REASON.USER); }
         } else {
           op = 'all';
           const res = await store.endSessions({ userId, target: { kind: 'all' }, reason: REASON.ADMIN, now, coverUntil: now + HOUR, requireOwnership: false });
           expect(res.found).toBe(true);
           expect([...res.ended].sort()).toEqual(mine.map((m) => m.s.sid).sort());
+          expect(res.absoluteExpiresAt).toEqual(res.ended.map((sid) => model.get(sid)!.s.absoluteExpiresAt));
           for (const m of mine) model.delete(m.s.sid);
           nbfOf.set(userId, Math.max(Math.floor(now / SEC) + 1, nbfOf.get(userId) ?? 0));
         }
@@ -817,6 +819,128 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
     expect((await rotate(fresh, h0, h1, T0 + 300, { issuedAt: nbf! })).outcome).toBe('rotated');
   });
 
+  describe('refresh rate', () => {
+    const RATE = { limit: 3, windowMs: MIN };
+
+    it('counts rotations per session in windows; the one past the limit reports it, once per window', async () => {
+      const a = newSession('alice', T0);
+      const b = newSession('alice', T0);
+      let [ha, hb] = [hash(), hash()];
+      await create(a, ha);
+      await create(b, hb);
+      const step = async (s: StoredSession, h: Buffer, now: number) => {
+        const next = hash();
+        const res = await rotate(s, h, next, now, { refreshRate: RATE });
+        expect(res.outcome).toBe('rotated');
+        return { next, exceeded: res.outcome === 'rotated' && res.rateExceeded === true };
+      };
+      const flags: boolean[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await step(a, ha, T0 + (i + 1) * SEC);
+        ha = r.next;
+        flags.push(r.exceeded);
+      }
+      expect(flags).toEqual([false, false, false, true, false]);
+      // another session of the same user has its own count
+      const rb = await step(b, hb, T0 + 6 * SEC);
+      hb = rb.next;
+      expect(rb.exceeded).toBe(false);
+      // the window began at the first rotation (T0 + 1 s): a minute later a new one starts
+      const later: boolean[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await step(a, ha, T0 + SEC + MIN + i);
+        ha = r.next;
+        later.push(r.exceeded);
+      }
+      expect(later).toEqual([false, false, false, true]);
+      // without a limit nothing is counted or reported
+      for (let i = 0; i < 6; i++) {
+        const next = hash();
+        expect(await rotate(a, ha, next, T0 + 3 * MIN + i)).toEqual({ outcome: 'rotated', idleExpiresAt: T0 + 3 * MIN + i + IDLE });
+        ha = next;
+      }
+    });
+  });
+
+  describe('recordLogin', () => {
+    const login = (userId: string, deviceId: string, ip: string, now: number, keep = 3, forgetAfterMs = HOUR) =>
+      store.recordLogin({ userId, sid: newSessionId(userId), deviceId, ip, now, keep, forgetAfterMs });
+    const NOTHING_NEW = { newDevice: false, newIp: false };
+
+    it('the first login is a baseline; a later unseen device or address is new, a seen one is not', async () => {
+      expect(await login('alice', 'laptop', '203.0.113.7', T0)).toEqual(NOTHING_NEW);
+      expect(await login('alice', 'laptop', '203.0.113.7', T0 + 1)).toEqual(NOTHING_NEW);
+      expect(await login('alice', 'phone', '203.0.113.7', T0 + 2)).toEqual({ newDevice: true, newIp: false });
+      expect(await login('alice', 'phone', '198.51.100.4', T0 + 3)).toEqual({ newDevice: false, newIp: true });
+      expect(await login('alice', 'tablet', '2001:db8::1', T0 + 4)).toEqual({ newDevice: true, newIp: true });
+      expect(await login('alice', 'laptop', '198.51.100.4', T0 + 5)).toEqual(NOTHING_NEW);
+      // users are apart
+      expect(await login('bob', 'laptop', '203.0.113.7', T0 + 6)).toEqual(NOTHING_NEW);
+      expect(await login('bob', 'phone', '203.0.113.7', T0 + 7)).toEqual({ newDevice: true, newIp: false });
+    });
+
+    it('an empty device id or address is not compared and does not start a baseline', async () => {
+      expect(await login('carol', '', '', T0)).toEqual(NOTHING_NEW);
+      expect(await login('carol', 'laptop', '', T0 + 1)).toEqual(NOTHING_NEW);
+      expect(await login('carol', '', '203.0.113.7', T0 + 2)).toEqual(NOTHING_NEW);
+      expect(await login('carol', 'phone', '', T0 + 3)).toEqual({ newDevice: true, newIp: false });
+      expect(await login('carol', '', '198.51.100.4', T0 + 4)).toEqual({ newDevice: false, newIp: true });
+    });
+
+    it('keeps only the most recent `keep` of each, and forgets what was not seen for forgetAfterMs', async () => {
+      await login('dora', 'd1', '', T0);
+      await login('dora', 'd2', '', T0 + 1);
+      await login('dora', 'd3', '', T0 + 2);
+      await login('dora', 'd1', '', T0 + 3); // d1 is the most recent again; d2 the oldest
+      expect(await login('dora', 'd4', '', T0 + 4)).toEqual({ newDevice: true, newIp: false }); // pushes d2 out
+      expect(await login('dora', 'd1', '', T0 + 5)).toEqual(NOTHING_NEW);
+      expect(await login('dora', 'd2', '', T0 + 6)).toEqual({ newDevice: true, newIp: false });
+      // an hour after its last sighting a device is forgotten: new again
+      expect(await login('dora', 'd1', '', T0 + 5 + HOUR - 1)).toEqual(NOTHING_NEW);
+      expect(await login('dora', 'd4', '', T0 + 4 + HOUR)).toEqual({ newDevice: true, newIp: false });
+    });
+  });
+
+  describe('countLiveSessions', () => {
+    it('counts the live sessions of every user', async () => {
+      expect(await store.countLiveSessions(T0, MIN)).toBe(0);
+      if (fixture.name === 'redis') await admin.del(`${PREFIX}:stats:sessions`, `${PREFIX}:stats:counting`);
+      const a = newSession('alice', T0);
+      for (const s of [a, newSession('alice', T0), newSession('bob', T0), newSession('carol', T0)]) await create(s, hash());
+      await store.endSessions({ userId: 'alice', target: { kind: 'one', sid: a.sid }, reason: REASON.USER, now: T0 + 1, coverUntil: T0 + COVER, requireOwnership: true });
+      await store.revokeToken({ userId: 'bob', sid: newSessionId('bob'), jti: 'j', reason: 1, now: T0, coverUntil: T0 + COVER });
+      expect(await store.countLiveSessions(T0 + 2, MIN)).toBe(3);
+    });
+
+    if (fixture.name === 'redis') {
+      it('redis: a fresh count is shared by every replica; one replica at a time recounts', async () => {
+        const other = (await fixture.open({ flush: false })).store;
+        try {
+          await create(newSession('alice', T0), hash());
+          expect(await store.countLiveSessions(T0, 200)).toBe(1);
+          await create(newSession('bob', T0), hash());
+          // younger than maxAgeMs: the stored count, on this replica and on another
+          expect(await store.countLiveSessions(T0 + 100, 200)).toBe(1);
+          expect(await other.countLiveSessions(T0 + 100, 200)).toBe(1);
+          // stale, but the first counter still holds the lock (200 ms, real time): the last count
+          expect(await other.countLiveSessions(T0 + 300, 200)).toBe(1);
+          await sleep(250);
+          expect(await other.countLiveSessions(T0 + 400, 200)).toBe(2);
+          expect(await store.countLiveSessions(T0 + 500, 200)).toBe(2);
+        } finally {
+          await other.close();
+        }
+      });
+    } else {
+      it('memory: sessions past their idle or absolute expiry are not counted', async () => {
+        await create(newSession('alice', T0, { idle: MIN }), hash());
+        await create(newSession('bob', T0), hash());
+        expect(await store.countLiveSessions(T0 + MIN - 1, MIN)).toBe(2);
+        expect(await store.countLiveSessions(T0 + MIN, MIN)).toBe(1);
+      });
+    }
+  });
+
   describe('outbox', () => {
     const drain = async (s: SessionStore = store) => {
       const batch = await s.readOutbox(1000);
@@ -860,6 +984,33 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await drain()).toEqual([
         { type: 'session_revoked', userId: 'alice', sid: a.sid, reason: REASON.REUSE, at, expiresAt: at + COVER },
         { type: 'refresh_reuse', userId: 'alice', sid: a.sid, reason: REASON.REUSE, at, expiresAt: at + COVER },
+      ]);
+    });
+
+    it('records refresh_rate_exceeded once per window, and new_device_login with what was new', async () => {
+      const a = newSession('alice', T0);
+      let h = hash();
+      await create(a, h);
+      for (let i = 1; i <= 4; i++) {
+        const next = hash();
+        await rotate(a, h, next, T0 + i, { refreshRate: { limit: 2, windowMs: MIN } });
+        h = next;
+      }
+      expect(await drain()).toEqual([
+        { type: 'refresh_rate_exceeded', userId: 'alice', sid: a.sid, reason: 0, at: T0 + 3, expiresAt: T0 + 3, count: 3, windowMs: MIN },
+      ]);
+
+      const sid = newSessionId('alice');
+      const login = (deviceId: string, ip: string, now: number) => store.recordLogin({ userId: 'alice', sid, deviceId, ip, now, keep: 5, forgetAfterMs: HOUR });
+      await login('laptop', '203.0.113.7', T0);
+      expect(await drain()).toEqual([]);
+      await login('phone', '203.0.113.7', T0 + 1);
+      await login('phone', '198.51.100.4', T0 + 2);
+      await login('tablet', '2001:db8::1', T0 + 3);
+      expect(await drain()).toEqual([
+        { type: 'new_device_login', userId: 'alice', sid, reason: 0, at: T0 + 1, expiresAt: T0 + 1, deviceId: 'phone' },
+        { type: 'new_device_login', userId: 'alice', sid, reason: 0, at: T0 + 2, expiresAt: T0 + 2, ip: '198.51.100.4' },
+        { type: 'new_device_login', userId: 'alice', sid, reason: 0, at: T0 + 3, expiresAt: T0 + 3, deviceId: 'tablet', ip: '2001:db8::1' },
       ]);
     });
 
@@ -1130,6 +1281,15 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         await sameSlot('endSessions one, admin, unknown user', () => store.endSessions({ userId: '', target: { kind: 'one', sid: newSessionId('carol') }, reason: 1, now: T0 + 13, coverUntil: T0 + COVER, requireOwnership: false }), userTag('carol'));
         await sameSlot('endSessions all', () => store.endSessions({ userId: 'alice', target: { kind: 'all' }, reason: 1, now: T0 + 14, coverUntil: T0 + COVER, requireOwnership: false }), tagA);
         await sameSlot('createSession after all', () => store.createSession(newSession('alice', T0 + 15), hash(), T0 + 15), tagA);
+        const a3 = newSession('alice', T0 + 16);
+        const h3 = hash();
+        await store.createSession(a3, h3, T0 + 16);
+        const h4 = hash();
+        await sameSlot('rotateRefresh counted', () => rotate(a3, h3, h4, T0 + 17, { refreshRate: { limit: 1, windowMs: MIN } }), tagA);
+        const exceeded = await sameSlot('rotateRefresh counted, rate exceeded', () => rotate(a3, h4, hash(), T0 + 18, { refreshRate: { limit: 1, windowMs: MIN } }), tagA);
+        expect(exceeded.keys).toContain(`${PREFIX}:{${tagA}}:o`);
+        await sameSlot('recordLogin', () => store.recordLogin({ userId: 'alice', sid: a3.sid, deviceId: 'd', ip: '203.0.113.7', now: T0, keep: 3, forgetAfterMs: HOUR }), tagA);
+        await sameSlot('recordLogin, new device', () => store.recordLogin({ userId: 'alice', sid: a3.sid, deviceId: 'e', ip: '203.0.113.8', now: T0 + 1, keep: 3, forgetAfterMs: HOUR }), tagA);
         await sameSlot('addSigningKey', () => store.addSigningKey(signingKey('k')));
         await sameSlot('updateSigningKey', () => store.updateSigningKey(signingKey('k')));
         await sameSlot('listSigningKeys', () => store.listSigningKeys());
@@ -1138,7 +1298,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         // every key the store wrote carries a user's tag (or is the signing-key hash)
         const all = (await admin.keys('*')).filter((k) => k !== `${PREFIX}:keys`);
         expect(all.length).toBeGreaterThan(0);
-        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrjh]:[A-Za-z0-9_-]+|i|n|o)|outbox|keys)$`));
+        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrjh]:[A-Za-z0-9_-]+|i|n|o|d|a)|outbox|keys)$`));
       } finally {
         monitor.disconnect();
       }

@@ -1,6 +1,7 @@
 -- Compare-and-set rotation of the refresh hash.
--- KEYS: session, index, grace, user_not_before
--- ARGV: expected, next, sealed, now, grace_ms, idle_ms, history_size, member, issued_at_seconds
+-- KEYS: session, index, grace, user_not_before, outbox
+-- ARGV: expected, next, sealed, now, grace_ms, idle_ms, history_size, member, issued_at_seconds,
+--       rate_limit (0: rotations not counted), rate_window_ms, emit, user_id, sid
 local now = tonumber(ARGV[4])
 local s = load_session(KEYS[1], now)
 if not s then return {'gone'} end
@@ -13,6 +14,24 @@ s[5] = ARGV[2]
 s[7] = now
 s[2] = now
 s[3] = math.min(now + tonumber(ARGV[6]), s[4])
+-- Rotations in the current window ride in the session record (s[8] window
+-- start, s[9] count): no extra key, no extra round trip.
+local exceeded = 0
+local limit = tonumber(ARGV[10])
+if limit > 0 then
+  local window = tonumber(ARGV[11])
+  if not s[8] or now - s[8] >= window then
+    s[8] = now
+    s[9] = 0
+  end
+  s[9] = s[9] + 1
+  if s[9] == limit + 1 then
+    exceeded = 1
+    -- The id names the session and the window: a window alerts once, however often it is relayed.
+    outbox_push(KEYS[5], ARGV[12], 'rate' .. ARGV[8] .. '.' .. ms(s[8]),
+      {type = 'refresh_rate_exceeded', userId = ARGV[13], sid = ARGV[14], reason = 0, at = now, expiresAt = now, count = s[9], windowMs = window})
+  end
+end
 save_session(KEYS[1], s, now)
 index_put(KEYS[2], ARGV[8], s, now)
 if tonumber(ARGV[5]) > 0 then
@@ -20,4 +39,4 @@ if tonumber(ARGV[5]) > 0 then
 else
   redis.call('DEL', KEYS[3])
 end
-return {'rotated', s[3]}
+return {'rotated', s[3], exceeded, recorded}

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sessionauthority/v1/events.proto.
  */
 export const file_sessionauthority_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uYXV0aG9yaXR5L3YxL2V2ZW50cy5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSI0CgxSZXZva2VkVG9rZW4SEAoIdG9rZW5faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSIkCg5SZXZva2VkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJIiEKC1Jldm9rZWRVc2VyEhIKCm5vdF9iZWZvcmUYASABKAMi7QIKD1Jldm9jYXRpb25FdmVudBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEjIKBXRva2VuGAMgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkVG9rZW5IABI2CgdzZXNzaW9uGAQgASgLMiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkU2Vzc2lvbkgAEjAKBHVzZXIYBSABKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9rZWRVc2VySAASNQoGcmVhc29uGAYgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBnRhcmdldCJjCg9TaWduaW5nS2V5RXZlbnQSCgoCaWQYASABKAkSCwoDa2lkGAIgASgJEg8KB3JldGlyZWQYAyABKAgSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq4BCg1TZWN1cml0eUV2ZW50EgoKAmlkGAEgASgJEjQKBHR5cGUYAiABKA4yJi5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlY3VyaXR5RXZlbnRUeXBlEg8KB3VzZXJfaWQYAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZGV0YWlsGAYgASgJKl8KEVNlY3VyaXR5RXZlbnRUeXBlEiMKH1NFQ1VSSVRZX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIlCiFTRUNVUklUWV9FVkVOVF9UWVBFX1JFRlJFU0hfUkVVU0UQAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sessionauthority_v1_authority]);
+  fileDesc("CiBzZXNzaW9uYXV0aG9yaXR5L3YxL2V2ZW50cy5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSI0CgxSZXZva2VkVG9rZW4SEAoIdG9rZW5faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSIkCg5SZXZva2VkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJIiEKC1Jldm9rZWRVc2VyEhIKCm5vdF9iZWZvcmUYASABKAMi7QIKD1Jldm9jYXRpb25FdmVudBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEjIKBXRva2VuGAMgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkVG9rZW5IABI2CgdzZXNzaW9uGAQgASgLMiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkU2Vzc2lvbkgAEjAKBHVzZXIYBSABKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9rZWRVc2VySAASNQoGcmVhc29uGAYgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBnRhcmdldCJjCg9TaWduaW5nS2V5RXZlbnQSCgoCaWQYASABKAkSCwoDa2lkGAIgASgJEg8KB3JldGlyZWQYAyABKAgSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQBCg1TZWN1cml0eUV2ZW50EgoKAmlkGAEgASgJEjQKBHR5cGUYAiABKA4yJi5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlY3VyaXR5RXZlbnRUeXBlEg8KB3VzZXJfaWQYAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZGV0YWlsGAYgASgJEg0KBWNvdW50GAcgASgNEhEKCWRldmljZV9pZBgIIAEoCRISCgppcF9hZGRyZXNzGAkgASgJKoMCChFTZWN1cml0eUV2ZW50VHlwZRIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASJQohU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JFVVNFEAESKAokU0VDVVJJVFlfRVZFTlRfVFlQRV9ORVdfREVWSUNFX0xPR0lOEAISLQopU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JBVEVfRVhDRUVERUQQAxIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX01BU1NfTE9HT1VUEAQSJAogU0VDVVJJVFlfRVZFTlRfVFlQRV9TVE9SRV9FUlJPUlMQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sessionauthority_v1_authority]);
 
 /**
  * RevokedToken names one access token.
@@ -221,6 +221,28 @@ export type SecurityEvent = Message<"sessionauthority.v1.SecurityEvent"> & {
    * @generated from field: string detail = 6;
    */
   detail: string;
+
+  /**
+   * What the alert counted (refreshes, ended sessions, store errors) when it
+   * fired; 0 for single occurrences.
+   *
+   * @generated from field: uint32 count = 7;
+   */
+  count: number;
+
+  /**
+   * NEW_DEVICE_LOGIN: the device id that was new, if it was.
+   *
+   * @generated from field: string device_id = 8;
+   */
+  deviceId: string;
+
+  /**
+   * NEW_DEVICE_LOGIN: the IP address that was new, if it was.
+   *
+   * @generated from field: string ip_address = 9;
+   */
+  ipAddress: string;
 };
 
 /**
@@ -247,6 +269,38 @@ export enum SecurityEventType {
    * @generated from enum value: SECURITY_EVENT_TYPE_REFRESH_REUSE = 1;
    */
   REFRESH_REUSE = 1,
+
+  /**
+   * A login from a device id or IP address not among the ones recently seen for
+   * the user (the user's first login on record raises none).
+   *
+   * @generated from enum value: SECURITY_EVENT_TYPE_NEW_DEVICE_LOGIN = 2;
+   */
+  NEW_DEVICE_LOGIN = 2,
+
+  /**
+   * One session was refreshed more often within a window than allowed; raised
+   * once per window.
+   *
+   * @generated from enum value: SECURITY_EVENT_TYPE_REFRESH_RATE_EXCEEDED = 3;
+   */
+  REFRESH_RATE_EXCEEDED = 3,
+
+  /**
+   * More sessions ended within a window than allowed, counted by one authority
+   * replica; user_id and session_id are empty.
+   *
+   * @generated from enum value: SECURITY_EVENT_TYPE_MASS_LOGOUT = 4;
+   */
+  MASS_LOGOUT = 4,
+
+  /**
+   * One authority replica saw more store failures within a window than allowed;
+   * user_id and session_id are empty.
+   *
+   * @generated from enum value: SECURITY_EVENT_TYPE_STORE_ERRORS = 5;
+   */
+  STORE_ERRORS = 5,
 }
 
 /**
