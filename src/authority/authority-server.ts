@@ -1,6 +1,7 @@
 import { createServer, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
 import type { Config } from "../config/config.js";
 import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb.js";
 import { systemClock, type Clock } from "../shared/clock.js";
@@ -16,12 +17,16 @@ import { LocalSessionEndFeed } from "../events/local-session-end-feed.js";
 import { NatsSessionEndFeed } from "../events/nats-session-end-feed.js";
 import { OutboxRelay } from "../events/outbox-relay.js";
 import type { SessionEndFeed } from "../events/session-end-feed.js";
+import type { AuthorityMetrics } from "../metrics/authority-metrics.js";
+import { instrumentHandlers } from "../metrics/instrument-handlers.js";
+import { serveMetrics } from "../metrics/serve-metrics.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
 import { createBrowserEndpoints } from "./browser-endpoints.js";
 import { CorsPolicy } from "./cors-policy.js";
+import { createAuthorityTelemetry } from "./authority-telemetry.js";
 import { CallerAuthenticator } from "./caller-auth.js";
 import { createAuthorityHandlers } from "./handlers.js";
-import { SecurityEvents } from "./security-events.js";
+import { RECORDED_BY_STORE, type SecurityEvents } from "./security-events.js";
 import { SessionService } from "./session-service.js";
 import { createSessionWatch, type SessionWatch, type WatchTimers } from "./session-watch.js";
 import { keyRingSettings, SigningKeyRing } from "./signing-keys.js";
@@ -35,6 +40,8 @@ export interface AuthorityOptions {
   sessionEnds?: SessionEndFeed;
   /** Heartbeat timers of WatchSession (tests). */
   watchTimers?: WatchTimers;
+  /** Where the metrics go (served at GET /metrics); a registry of its own if absent. */
+  registry?: Registry;
 }
 
 export interface RunningAuthority {
@@ -43,6 +50,7 @@ export interface RunningAuthority {
   sessions: SessionService;
   keys: SigningKeyRing;
   events: SecurityEvents;
+  metrics: AuthorityMetrics;
   /** Publishes the outbox to NATS; absent without NATS_URL. */
   relay: OutboxRelay | undefined;
   /** The RPC handlers, for serving them on another transport. */
@@ -62,8 +70,10 @@ const MAX_MESSAGE_BYTES = 64 * 1024;
  * serves them all.
  */
 export async function startAuthority(options: AuthorityOptions): Promise<RunningAuthority> {
-  const { config, store, logger } = options;
+  const { config, logger } = options;
   const clock = options.clock ?? systemClock;
+  const telemetry = createAuthorityTelemetry({ config, clock, logger, store: options.store, registry: options.registry });
+  const { store, events, metrics } = telemetry;
   const keyEncryptionKey = config.keyEncryptionKey ?? randomBytes(32);
   // The relay publishes what the store's scripts put in the outbox; without NATS
   // the store keeps no outbox at all (see createStore).
@@ -76,19 +86,21 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       })
     : undefined;
   relay?.start();
+  // Alerts about this replica belong to no user's outbox: the relay publishes them directly.
+  if (relay) events.subscribe((event) => void (RECORDED_BY_STORE.has(event.type) || relay.publishSecurityEvent(event)));
   const keys = new SigningKeyRing({
     ...keyRingSettings(config), store, keyEncryptionKey, clock, logger,
     onKeyAdded: (kid) => void relay?.publishKeyAdded(kid),
   });
   await keys.start();
+  metrics.trackSigningKeys(keys, () => clock.now());
 
-  const events = new SecurityEvents(logger);
   // Without NATS this process is the only one that can end sessions, so its own
   // bus is the whole truth; with NATS every replica hears the relay's events.
   const localEnds = (options.sessionEnds ?? config.natsUrl) ? undefined : new LocalSessionEndFeed();
   const sessionEnds = options.sessionEnds ?? localEnds ?? new NatsSessionEndFeed({ servers: config.natsUrl.split(","), logger });
   const sessions = new SessionService({
-    store, keys, clock, logger, events,
+    store, keys, clock, logger, events, observer: telemetry.observer, loginWatch: telemetry.loginWatch,
     onSessionsEnded: localEnds && ((notice) => localEnds.publish(notice)),
     revocationsPublished: relay ? () => relay.settled() : undefined,
     issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
@@ -97,10 +109,14 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const watch = createSessionWatch({
     sessions, feed: sessionEnds, clock, heartbeatMs: config.watchHeartbeatMs, maxPerUser: config.watchMaxPerUser, timers: options.watchTimers,
   });
-  const handlers: Handlers = {
-    ...createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, config.mtlsIdentities, sessions), maxTokenBytes: config.maxTokenBytes }),
-    watchSession: watch.handler,
-  };
+  const handlers: Handlers = instrumentHandlers(
+    SessionAuthorityService,
+    {
+      ...createAuthorityHandlers({ sessions, keys, auth: new CallerAuthenticator(config.apiKeys, config.mtlsIdentities, sessions), maxTokenBytes: config.maxTokenBytes }),
+      watchSession: watch.handler,
+    },
+    metrics.rpcDuration,
+  );
 
   // Plaintext gRPC (a service mesh or loopback) is served by the bare-HTTP/2 server,
   // which measured faster; TLS and client certificates by grpc-js, whose credentials
@@ -140,6 +156,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const httpServer = createServer((req, res) => {
     if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
     if (req.url === "/healthz" && req.method === "GET") return health(res, store);
+    if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res, metrics.registry);
     if (browser(req, res)) return;
     // Connect routes: browsers on allowed origins call ListSessions, Logout and WatchSession with a Bearer token.
     if (req.method === "OPTIONS") return cors.preflight(req, res, "connect");
@@ -147,6 +164,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     connect(req, res);
   });
   const httpPort = await listen(httpServer, config.host, config.httpPort);
+  telemetry.start();
 
   return {
     grpcPort,
@@ -154,12 +172,14 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     sessions,
     keys,
     events,
+    metrics,
     handlers,
     relay,
     sessionEnds,
     watch,
     async stop() {
       keys.stop();
+      telemetry.stop();
       // Open watches end first (UNAVAILABLE), or the servers would wait for them.
       await watch.closeAll();
       if (!options.sessionEnds) await sessionEnds.close();

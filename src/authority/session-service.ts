@@ -5,7 +5,7 @@ import type { Clock } from "../shared/clock.js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { isSessionId, newSessionId } from "../store/session-id.js";
-import type { SessionStore, StoredSession } from "../store/session-store.js";
+import type { RefreshRateLimit, SessionStore, StoredSession } from "../store/session-store.js";
 import { verifyAccessToken, type AccessTokenClaims, type InvalidReason } from "../verifier/verify-access-token.js";
 import type { SessionEndNotice } from "../events/session-end-feed.js";
 import type { AccessTokenIssuer } from "./access-token-issuer.js";
@@ -13,13 +13,16 @@ import { hashHandoffSecret, newHandoffCode, parseHandoffCode } from "./handoff-c
 import {
   formatRefreshToken, hashRefreshSecret, newRefreshSecret, openWithSecret, parseRefreshToken, sealForSecret,
 } from "./refresh-token.js";
+import type { LoginWatch } from "./login-watch.js";
 import type { SecurityEvents } from "./security-events.js";
+import type { SessionObserver } from "./session-observer.js";
 import type { SigningKeyRing } from "./signing-keys.js";
 
 export type SessionPolicy = Pick<
   Config,
   | "issuer" | "audience" | "defaultClientId" | "accessTokenTtlMs" | "refreshGraceMs" | "sessionIdleTimeoutMs"
   | "sessionTouchIntervalMs" | "sessionAbsoluteLifetimeMs" | "clockSkewMs" | "maxTokenBytes" | "handoffTtlMs"
+  | "alertRefreshRateLimit" | "alertRefreshRateWindowMs"
 >;
 
 export interface SessionServiceOptions {
@@ -41,6 +44,10 @@ export interface SessionServiceOptions {
    * after a short bound); awaited before a revocation is acknowledged.
    */
   revocationsPublished?: () => Promise<void>;
+  /** Told about logins, refreshes and ended sessions (metrics, alarms). */
+  observer?: SessionObserver;
+  /** Compares each login with the user's recent devices and addresses. */
+  loginWatch?: LoginWatch;
 }
 
 /** What the login service says about a new session; the rest is the authority's. */
@@ -77,8 +84,13 @@ const CLAIMS_CACHE_SIZE = 50_000;
 export class SessionService {
   /** Immutable claims of recently seen sessions, by sid (see refresh). */
   private readonly sessionClaims = new Map<string, StoredSession>();
+  /** Built once: the rotate path passes the same object every time. */
+  private readonly refreshRate: RefreshRateLimit | undefined;
 
-  constructor(private readonly o: SessionServiceOptions) {}
+  constructor(private readonly o: SessionServiceOptions) {
+    const { alertRefreshRateLimit: limit, alertRefreshRateWindowMs: windowMs } = o.policy;
+    this.refreshRate = limit > 0 ? { limit, windowMs } : undefined;
+  }
 
   async createSession(input: NewSession): Promise<IssuedPair> {
     const { store, policy, clock } = this.o;
@@ -93,9 +105,10 @@ export class SessionService {
       idleExpiresAt: Math.min(now + policy.sessionIdleTimeoutMs, now + policy.sessionAbsoluteLifetimeMs),
       absoluteExpiresAt: now + policy.sessionAbsoluteLifetimeMs,
     };
-    const notBefore = await store.createSession(session, hashRefreshSecret(secret), now);
+    const [notBefore] = await Promise.all([store.createSession(session, hashRefreshSecret(secret), now), this.o.loginWatch?.notice(session, now)]);
     const access = await this.o.issuer.issue(session, now, notBefore);
     this.remember(session);
+    this.o.observer?.sessionCreated();
     this.o.logger.info({ sid: session.sid, userId: session.userId, clientId: session.clientId }, "session created");
     return pairOf(session, access, formatRefreshToken(session.sid, secret), session.idleExpiresAt);
   }
@@ -138,7 +151,10 @@ export class SessionService {
       if (position < 0) throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
       if (position === 0 && now - refresh.rotatedAt <= policy.refreshGraceMs && refresh.sealedSuccessor) {
         const same = openWithSecret<IssuedPair>(parsed.secret, refresh.sealedSuccessor);
-        if (same) return same;
+        if (same) {
+          this.o.observer?.refreshed("grace");
+          return same;
+        }
       }
       const outcome = await store.revokeOnReuse({
         sid: session.sid,
@@ -154,6 +170,7 @@ export class SessionService {
       this.ended({ kind: "session", userId: session.userId, sid: session.sid, reason: RevocationReason.REFRESH_TOKEN_REUSE, at: now });
       await this.o.revocationsPublished?.();
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
+      this.o.observer?.sessionsEnded(RevocationReason.REFRESH_TOKEN_REUSE, [session.absoluteExpiresAt], now);
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
     throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
@@ -230,8 +247,16 @@ export class SessionService {
       graceMs: policy.refreshGraceMs,
       idleTimeoutMs: policy.sessionIdleTimeoutMs,
       historySize: REFRESH_HISTORY,
+      refreshRate: this.refreshRate,
     });
-    if (result.outcome === "rotated") return pair;
+    if (result.outcome === "rotated") {
+      this.o.observer?.refreshed("rotated");
+      if (result.rateExceeded) {
+        const { limit, windowMs } = this.refreshRate!;
+        this.o.events.record({ type: "refresh_rate_exceeded", userId: session.userId, sid: session.sid, at: now, count: limit + 1, windowMs });
+      }
+      return pair;
+    }
     if (result.outcome === "conflict") return "conflict";
     this.sessionClaims.delete(session.sid);
     throw sessionEnded();
@@ -310,6 +335,7 @@ export class SessionService {
         if (result.ended.length) this.ended({ kind: "session", userId, sid: target.sid, reason, at: now });
         await this.o.revocationsPublished?.();
         logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
+        this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
       case "user": {
@@ -319,6 +345,7 @@ export class SessionService {
         this.ended({ kind: "user", userId: target.userId, reason, at: now });
         await this.o.revocationsPublished?.();
         logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
+        this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
     }
@@ -340,6 +367,7 @@ export class SessionService {
     else for (const ended of result.ended) this.ended({ kind: "session", userId: caller.sub, sid: ended, reason, at: now });
     await this.o.revocationsPublished?.();
     logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
+    this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
     return result.ended.length;
   }
 

@@ -82,6 +82,11 @@ export class SigningKeyRing {
     return { kid: active.stored.kid, alg: active.stored.alg as SigningAlgorithm, privateKey: active.privateKey };
   }
 
+  /** When the key that signs now began to sign (for the key-age metric); undefined before the first key. */
+  activeSince(): number | undefined {
+    return this.activeKey()?.stored.activatesAt;
+  }
+
   verificationKey(kid: string): VerificationKey | undefined {
     return this.keys.get(kid)?.verification;
   }

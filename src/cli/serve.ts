@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { SCOPES, type Config } from "../config/config.js";
 import { startAuthority } from "../authority/authority-server.js";
 import { hashApiKey } from "../authority/caller-auth.js";
@@ -14,7 +15,10 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
     config.apiKeys = [{ name: "dev", sha256: hashApiKey(devKey).toString("hex"), scopes: [...SCOPES] }];
   }
   const store = await createStore(config, logger);
-  const authority = await startAuthority({ config, store, logger });
+  // Process metrics (CPU, memory, event-loop delay, GC) beside the authority's own.
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const authority = await startAuthority({ config, store, logger, registry });
   const http = `http://${config.host}:${authority.httpPort}`;
   process.stdout.write(
     [
@@ -22,7 +26,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
       "session authority is running",
       `  store   ${config.redisUrl || config.redisCluster ? `redis ${describeRedis(config)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
       `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService${grpcSecurity(config)})`,
-      `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json)`,
+      `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json; ${http}/metrics)`,
       ...(devKey
         ? [
             `  API key ${devKey}   (development only; scopes ${SCOPES.join(", ")})`,

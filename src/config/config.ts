@@ -82,6 +82,21 @@ export interface Config {
   /** Open WatchSession streams one user may hold at once. */
   watchMaxPerUser: number;
   logLevel: string;
+  /** How often one replica recounts the live sessions for the active-sessions gauge (0: never). */
+  activeSessionsIntervalMs: number;
+  /** Alert when one session is refreshed more than this often within the window (0: off). */
+  alertRefreshRateLimit: number;
+  alertRefreshRateWindowMs: number;
+  /** Device ids and IP addresses remembered per user for new-device alerts, each (0: off). */
+  alertKnownDevices: number;
+  /** A device or address unseen this long counts as new again. */
+  alertDeviceMemoryMs: number;
+  /** Alert when more sessions than this end within the window on one replica (0: off). */
+  alertMassLogoutSessions: number;
+  alertMassLogoutWindowMs: number;
+  /** Alert when one replica sees more store failures than this within the window (0: off). */
+  alertStoreErrors: number;
+  alertStoreErrorsWindowMs: number;
 }
 
 /** Every default in one place. Durations in the environment use 500ms / 10s / 15m / 12h / 30d. */
@@ -119,6 +134,15 @@ export const DEFAULTS = {
   SA_WATCH_HEARTBEAT: "25s",
   SA_WATCH_MAX_PER_USER: "32",
   SA_LOG_LEVEL: "info",
+  SA_ACTIVE_SESSIONS_INTERVAL: "1m",
+  SA_ALERT_REFRESH_RATE: "20",
+  SA_ALERT_REFRESH_RATE_WINDOW: "1h",
+  SA_ALERT_KNOWN_DEVICES: "10",
+  SA_ALERT_DEVICE_MEMORY: "90d",
+  SA_ALERT_MASS_LOGOUT: "1000",
+  SA_ALERT_MASS_LOGOUT_WINDOW: "1m",
+  SA_ALERT_STORE_ERRORS: "20",
+  SA_ALERT_STORE_ERRORS_WINDOW: "1m",
   // Sidecar (session-authority sidecar); it shares SA_ISSUER, SA_AUDIENCE,
   // SA_CLOCK_SKEW, SA_MAX_TOKEN_BYTES, NATS_URL and SA_LOG_LEVEL with the authority.
   SA_AUTHORITY_URL: "http://127.0.0.1:8080",
@@ -225,6 +249,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     watchHeartbeatMs: duration("SA_WATCH_HEARTBEAT", 100, 300_000),
     watchMaxPerUser: integer("SA_WATCH_MAX_PER_USER", 1, 10_000),
     logLevel: raw("SA_LOG_LEVEL"),
+    activeSessionsIntervalMs: duration("SA_ACTIVE_SESSIONS_INTERVAL", 0),
+    alertRefreshRateLimit: integer("SA_ALERT_REFRESH_RATE", 0, 1_000_000),
+    alertRefreshRateWindowMs: duration("SA_ALERT_REFRESH_RATE_WINDOW", 1000),
+    alertKnownDevices: integer("SA_ALERT_KNOWN_DEVICES", 0, 1000),
+    alertDeviceMemoryMs: duration("SA_ALERT_DEVICE_MEMORY", 60_000),
+    alertMassLogoutSessions: integer("SA_ALERT_MASS_LOGOUT", 0, 100_000_000),
+    alertMassLogoutWindowMs: duration("SA_ALERT_MASS_LOGOUT_WINDOW", 1000),
+    alertStoreErrors: integer("SA_ALERT_STORE_ERRORS", 0, 100_000_000),
+    alertStoreErrorsWindowMs: duration("SA_ALERT_STORE_ERRORS_WINDOW", 1000),
   };
 }
 

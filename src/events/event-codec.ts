@@ -6,6 +6,7 @@ import {
 import type { OutboxEvent } from "../store/session-store.js";
 import type { RevocationEntry } from "../verifier/revocation-feed.js";
 import type { SessionEndNotice } from "./session-end-feed.js";
+import { securityEventDetail, type SecurityEventFacts, type SecurityEventType as SecurityType } from "./security-event-detail.js";
 import { SUBJECTS } from "./subjects.js";
 
 export interface EncodedEvent {
@@ -15,14 +16,27 @@ export interface EncodedEvent {
   id: string;
 }
 
+const SECURITY_TYPE: Record<SecurityType, SecurityEventType> = {
+  refresh_reuse: SecurityEventType.REFRESH_REUSE,
+  new_device_login: SecurityEventType.NEW_DEVICE_LOGIN,
+  refresh_rate_exceeded: SecurityEventType.REFRESH_RATE_EXCEEDED,
+  mass_logout: SecurityEventType.MASS_LOGOUT,
+  store_errors: SecurityEventType.STORE_ERRORS,
+};
+
+/** A security event as published on `sa.v1.security.<type>`. */
+export function encodeSecurityEvent(id: string, e: SecurityEventFacts): EncodedEvent {
+  const message = create(SecurityEventSchema, {
+    id, type: SECURITY_TYPE[e.type], userId: e.userId, sessionId: e.sid ?? "", at: timestampFromMs(e.at),
+    detail: securityEventDetail(e), count: e.count ?? 0, deviceId: e.deviceId ?? "", ipAddress: e.ip ?? "",
+  });
+  return { subject: SUBJECTS.security(e.type), data: toBinary(SecurityEventSchema, message), id };
+}
+
 /** Turns an outbox entry into the message published for it. */
 export function encodeOutboxEvent(e: OutboxEvent): EncodedEvent {
-  if (e.type === "refresh_reuse") {
-    const message = create(SecurityEventSchema, {
-      id: e.id, type: SecurityEventType.REFRESH_REUSE, userId: e.userId, sessionId: e.sid ?? "", at: timestampFromMs(e.at),
-      detail: "a rotated refresh token was presented again after the grace window; the session was ended",
-    });
-    return { subject: SUBJECTS.security("refresh_reuse"), data: toBinary(SecurityEventSchema, message), id: e.id };
+  if (e.type === "refresh_reuse" || e.type === "refresh_rate_exceeded" || e.type === "new_device_login") {
+    return encodeSecurityEvent(e.id, { ...e, type: e.type });
   }
   const common = { id: e.id, userId: e.userId, reason: e.reason, revokedAt: timestampFromMs(e.at), expiresAt: timestampFromMs(e.expiresAt) };
   const [subject, target] =

@@ -4,8 +4,9 @@ import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import { secureRandomBytes } from "../shared/random.js";
 import type { OutboxBatch, SessionStore } from "../store/session-store.js";
-import { encodeKeyEvent, encodeOutboxEvent, type EncodedEvent } from "./event-codec.js";
+import { encodeKeyEvent, encodeOutboxEvent, encodeSecurityEvent, type EncodedEvent } from "./event-codec.js";
 import { connectNats } from "./nats-connection.js";
+import type { SecurityEventFacts } from "./security-event-detail.js";
 import { ensureStreams } from "./streams.js";
 
 export interface OutboxRelayOptions {
@@ -101,6 +102,18 @@ export class OutboxRelay {
     if (!js) return;
     const event = encodeKeyEvent(secureRandomBytes(12).toString("base64url"), kid, false, this.o.clock.now());
     await this.publish(js, event).catch((e) => this.o.logger.warn({ err: (e as Error).message, kid }, "key change not published"));
+  }
+
+  /**
+   * Publishes an alert about this replica (mass logout, store errors) directly:
+   * it belongs to no user's outbox, and store errors would keep it from one.
+   * Best effort: while NATS is away it is only logged and counted.
+   */
+  async publishSecurityEvent(event: SecurityEventFacts): Promise<void> {
+    const js = this.js;
+    if (!js) return;
+    const encoded = encodeSecurityEvent(secureRandomBytes(12).toString("base64url"), event);
+    await this.publish(js, encoded).catch((e) => this.o.logger.warn({ err: (e as Error).message, securityEvent: event.type }, "security event not published"));
   }
 
   async stop(): Promise<void> {

@@ -1,16 +1,24 @@
 import { pino, type Logger } from "pino";
+import { requestContext } from "./request-context.js";
 
 export type { Logger };
 
+const NO_REQUEST = Object.freeze({});
+
 /**
- * Creates the process logger. Redaction is a second line of defence: code never
- * passes tokens or keys to the logger in the first place.
+ * Creates the process logger. A line written during an RPC carries the call's
+ * `requestId`. Redaction is a second line of defence: code never passes tokens
+ * or keys to the logger in the first place.
  */
 export function createLogger(level = "info", destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
       level,
       base: { service: "session-authority" },
+      mixin: () => {
+        const scope = requestContext.getStore();
+        return scope ? { requestId: scope.requestId } : NO_REQUEST;
+      },
       redact: {
         paths: ["*.authorization", "*.refreshToken", "*.accessToken", "*.refresh_token", "*.access_token", "*.apiKey", "*.privateKey"],
         censor: "[redacted]",

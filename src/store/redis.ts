@@ -238,8 +238,9 @@ export class RedisSessionStore implements SessionStore {
     const last: string | null = await this.run(() => this.redis.get(statsKey));
     const [count, at] = last ? last.split(":").map(Number) : [undefined, undefined];
     if (count !== undefined && now - at! < maxAgeMs) return count;
-    // Whoever sets the lock recounts; it expires on its own, so a replica that dies mid-count blocks nobody for long.
-    const counting = await this.run(() => this.redis.set(`${this.prefix}:stats:counting`, "1", "PX", Math.max(1, maxAgeMs), "NX"));
+    // Whoever sets the lock recounts. It expires on its own, well before the next
+    // count is due, so a replica that dies mid-count blocks nobody for long.
+    const counting = await this.run(() => this.redis.set(`${this.prefix}:stats:counting`, "1", "PX", Math.max(1, Math.floor(maxAgeMs / 2)), "NX"));
     if (counting !== "OK") return count;
     let live = 0;
     for (const node of this.masters()) {
