@@ -1,4 +1,5 @@
 import { setFlagsFromString } from "node:v8";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import type { SidecarConfig } from "../config/config.js";
 import { NatsRevocationFeed } from "../events/nats-revocation-feed.js";
 import { createLogger } from "../shared/logger.js";
@@ -29,13 +30,15 @@ export async function sidecar(config: SidecarConfig): Promise<void> {
   });
   // Serve at once: health says NOT_SERVING until the keys and the revocation
   // stream are loaded, so orchestrators wait for readiness, not for the port.
-  const running = await startSidecar(config, verifier, logger);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const running = await startSidecar(config, verifier, logger, registry);
   process.stdout.write(
     [
       "",
       "verifier sidecar is running",
       `  gRPC    ${config.host}:${running.grpcPort}   (ValidateToken, grpc.health.v1)`,
-      `  HTTP    http://${config.host}:${running.httpPort}   (Connect; /healthz, /readyz, /status)`,
+      `  HTTP    http://${config.host}:${running.httpPort}   (Connect; /healthz, /readyz, /status, /metrics)`,
       `  keys    ${config.authorityUrl}/.well-known/jwks.json`,
       `  events  ${config.natsUrl}   (fail ${config.failMode} after ${config.maxStalenessMs} ms without them)`,
       "",

@@ -58,7 +58,7 @@ export function decodeStreamMessage(subject: string, data: Uint8Array): DecodedM
   if (!subject.startsWith("sa.v1.revocation.")) return { type: "ignored" };
   const e = fromBinary(RevocationEventSchema, data);
   const expiresAt = e.expiresAt ? timestampDate(e.expiresAt).getTime() : 0;
-  const base = { reason: e.reason, expiresAt, userId: e.userId };
+  const base = { reason: e.reason, expiresAt, userId: e.userId, ...(e.revokedAt ? { revokedAt: timestampDate(e.revokedAt).getTime() } : {}) };
   switch (e.target.case) {
     case "token":
       return { type: "revocation", entry: { ...base, kind: "token", jti: e.target.value.tokenId, sid: e.target.value.sessionId } };

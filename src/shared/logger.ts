@@ -3,8 +3,6 @@ import { requestContext } from "./request-context.js";
 
 export type { Logger };
 
-const NO_REQUEST = Object.freeze({});
-
 /**
  * Creates the process logger. A line written during an RPC carries the call's
  * `requestId`. Redaction is a second line of defence: code never passes tokens
@@ -15,9 +13,10 @@ export function createLogger(level = "info", destination?: NodeJS.WritableStream
     {
       level,
       base: { service: "session-authority" },
+      // A fresh object per line: pino merges the line's own fields into it.
       mixin: () => {
         const scope = requestContext.getStore();
-        return scope ? { requestId: scope.requestId } : NO_REQUEST;
+        return scope ? { requestId: scope.requestId } : {};
       },
       redact: {
         paths: ["*.authorization", "*.refreshToken", "*.accessToken", "*.refresh_token", "*.access_token", "*.apiKey", "*.privateKey"],

@@ -1,6 +1,8 @@
 // The verifier library's public API; everything else in this folder is internal.
 export { createVerifier } from "./verifier.js";
-export type { Verifier, VerifierStatus } from "./verifier.js";
+export type { Verifier, VerifierStatus, RevocationAppliedListener } from "./verifier.js";
+export { registerVerifierMetrics } from "./verifier-metrics.js";
+export type { VerifierMetricsOptions } from "./verifier-metrics.js";
 export type { VerifierOptions } from "./verifier-options.js";
 export type { VerifierLogger } from "./verifier-logger.js";
 export type { VerifyResult, InvalidReason } from "./verifier-result.js";

@@ -26,6 +26,8 @@ export interface RevocationEntry {
   reason: number;
   /** Milliseconds since the epoch. */
   expiresAt: number;
+  /** When the authority recorded the revocation (ms since the epoch), if the feed knows: for the propagation-lag metric. */
+  revokedAt?: number;
 }
 
 /**

@@ -62,9 +62,24 @@ export interface Verifier {
   /** Verifies a token with what is in memory: never fetches, never waits. An unknown kid is `unknown_key`. */
   verifySync(token: string): VerifyResult;
   status(): VerifierStatus;
+  /**
+   * Calls `listener` for every revocation the live feed delivers after the
+   * replay at start, with the time from the authority recording it to this
+   * verifier applying it, in ms (host clock differences included). For a
+   * propagation-lag metric; returns the function that stops the calls.
+   *
+   * @example
+   * ```ts
+   * const stop = verifier.onRevocationApplied((lagMs) => lagHistogram.observe(lagMs / 1000));
+   * ```
+   */
+  onRevocationApplied(listener: RevocationAppliedListener): () => void;
   /** Stops the timers and closes the feed; afterwards every token is `unavailable`. */
   close(): Promise<void>;
 }
+
+/** See {@link Verifier.onRevocationApplied}. */
+export type RevocationAppliedListener = (lagMs: number, entry: RevocationEntry) => void;
 
 type Failure = Extract<VerifyResult, { ok: false }>;
 const unavailable = (message: string): Failure => Object.freeze({ ok: false as const, reason: "unavailable" as const, message });
@@ -116,6 +131,7 @@ class LocalVerifier implements Verifier {
   private wasStale = false;
   private disconnectedForMs = 0;
   private badEntryReported = false;
+  private readonly appliedListeners = new Set<RevocationAppliedListener>();
 
   constructor(o: ResolvedVerifierOptions) {
     this.clock = o.clock;
@@ -196,6 +212,11 @@ class LocalVerifier implements Verifier {
     };
   }
 
+  onRevocationApplied(listener: RevocationAppliedListener): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -268,7 +289,14 @@ class LocalVerifier implements Verifier {
   }
 
   private apply(entry: RevocationEntry): void {
-    if (this.revocations.apply(entry, this.clock.now())) return;
+    const now = this.clock.now();
+    if (this.revocations.apply(entry, now)) {
+      // The replay at start delivers old entries: their age is not a lag.
+      if (this.feedReplayed && this.appliedListeners.size > 0 && typeof entry.revokedAt === "number") {
+        for (const listener of this.appliedListeners) listener(now - entry.revokedAt, entry);
+      }
+      return;
+    }
     // A feed bug, not an attack: say so once, not per message.
     if (!this.badEntryReported) this.logger.warn({ kind: entry?.kind }, "revocation entry ignored: it lacks what its kind needs");
     else this.logger.debug({ kind: entry?.kind }, "revocation entry ignored");

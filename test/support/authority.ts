@@ -83,8 +83,9 @@ export async function startTestAuthority(options: StartOptions = {}): Promise<Te
     ...options.env,
   };
   const config = loadConfig(env);
-  const store = await createStore(config, silentLogger);
-  const authority = await startAuthority({ config, store, logger: options.logger ?? silentLogger, clock: options.clock });
+  const logger = options.logger ?? silentLogger;
+  const store = await createStore(config, logger);
+  const authority = await startAuthority({ config, store, logger, clock: options.clock });
   const grpcAddress = `127.0.0.1:${authority.grpcPort}`;
   const httpUrl = `http://127.0.0.1:${authority.httpPort}`;
   const h2 = new Http2SessionManager(`http://${grpcAddress}`);

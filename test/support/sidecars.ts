@@ -12,7 +12,7 @@ import { loadSidecarConfig } from '../../src/config/config.js';
 import { NatsRevocationFeed } from '../../src/events/nats-revocation-feed.js';
 import { Health, HealthCheckResponse_ServingStatus } from '../../src/gen/grpc/health/v1/health_pb.js';
 import { RevocationReason, SessionAuthorityService, TokenInvalidReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
-import { silentLogger } from '../../src/shared/logger.js';
+import { silentLogger, type Logger } from '../../src/shared/logger.js';
 import { startSidecar } from '../../src/sidecar/sidecar-server.js';
 import { createVerifier, type Verifier, type VerifierOptions, type VerifierStatus } from '../../src/verifier/index.js';
 import { killOnExit } from './server-process.js';
@@ -33,6 +33,8 @@ export interface Sidecar {
   http(path: '/status' | '/readyz' | '/healthz'): Promise<{ status: number; body: VerifierStatus }>;
   /** Present for in-process sidecars. */
   verifier?: Verifier;
+  /** GET /metrics: the Prometheus text. */
+  metrics(): Promise<string>;
   /** Present for child-process sidecars: everything it wrote. */
   output?: () => string;
   stop(): Promise<void>;
@@ -50,6 +52,9 @@ function clientsFor(grpcPort: number, httpPort: number) {
       const res = await fetch(`http://127.0.0.1:${httpPort}${path}`);
       return { status: res.status, body: (await res.json()) as VerifierStatus };
     },
+    async metrics() {
+      return (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    },
     close: () => h2.abort(),
   };
 }
@@ -65,6 +70,8 @@ export interface InProcessOptions {
   fetch?: typeof globalThis.fetch;
   /** Verifier options beyond what the sidecar configuration sets. */
   verifier?: Partial<VerifierOptions>;
+  /** For the verifier, its feed and the sidecar's servers. Default: silent. */
+  logger?: Logger;
 }
 
 /** A sidecar in this process, built the way `session-authority sidecar` builds one. */
@@ -81,16 +88,17 @@ export async function startInProcessSidecar(o: InProcessOptions): Promise<Sideca
     jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
     issuer: config.issuer,
     audience: config.audience,
-    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(',') }),
+    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(','), ...(o.logger ? { logger: o.logger } : {}) }),
     clockSkewMs: config.clockSkewMs,
     maxTokenBytes: config.maxTokenBytes,
     maxStalenessMs: config.maxStalenessMs,
     failMode: config.failMode,
     tokenCacheSize: config.tokenCacheSize,
     ...(o.fetch ? { fetch: o.fetch } : {}),
+    ...(o.logger ? { logger: o.logger } : {}),
     ...o.verifier,
   });
-  const running = await startSidecar(config, verifier, silentLogger);
+  const running = await startSidecar(config, verifier, o.logger ?? silentLogger);
   const c = clientsFor(running.grpcPort, running.httpPort);
   return {
     name: o.name, grpcPort: running.grpcPort, httpPort: running.httpPort, verifier, ...c,
