@@ -50,4 +50,8 @@ it('the call `npm start` prints works, and so do the README calls after it', asy
   const jwks = await fetch(`${base}/.well-known/jwks.json`);
   expect(jwks.headers.get('cache-control')).toMatch(/max-age=\d+/);
   expect(((await jwks.json()) as { keys: unknown[] }).keys).toHaveLength(1);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  expect(metrics).toMatch(/^session_authority_logins_total 1$/m);
+  expect(metrics).toMatch(/^session_authority_refreshes_total\{result="rotated"\} 1$/m);
+  expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m); // the process metrics the CLI adds
 });
