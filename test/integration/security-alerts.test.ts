@@ -1,11 +1,15 @@
 // Each security alert with its threshold, on real redis-server and nats-server
-// and a ManualClock: the event arrives on sa.v1.security.<type> with what it
+// and a ManualClock: the event arrives on sa.v1.security.<type> (read from the
+// SA_SECURITY stream, as alerting does: a subject subscriber could also see the
+// duplicates that relays may publish and JetStream drops) with what it
 // counted, once per window, and the alert's metric counts it.
 import { fromBinary } from '@bufbuild/protobuf';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
+import { STREAMS } from '../../src/events/subjects.js';
 import { SecurityEventSchema, SecurityEventType, type SecurityEvent } from '../../src/gen/sessionauthority/v1/events_pb.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import { apiKey, createSession, sleep, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
@@ -41,15 +45,16 @@ beforeAll(async () => {
       SA_ALERT_STORE_ERRORS_WINDOW: '1m',
     },
   });
-  nc = await connect({ servers: nats.url });
-  const sub = nc.subscribe('sa.v1.security.>');
-  void (async () => {
-    for await (const m of sub) received.push({ subject: m.subject, event: fromBinary(SecurityEventSchema, m.data) });
-  })();
   // The relay is connected and the streams exist once an event went through.
   const warmup = await createSession(auth.grpc, auth.keys.admin, { userId: uniqueUser('warmup') });
   await auth.grpc.revoke({ target: { case: 'sessionId', value: warmup.sid }, reason: RevocationReason.OTHER }, apiKey(auth.keys.admin));
   await until(() => auth.authority.relay!.published > 0, 10_000, 'relay published');
+  nc = await connect({ servers: nats.url });
+  const consumer = await jetstream(nc).consumers.get(STREAMS.security.name, { deliver_policy: DeliverPolicy.All });
+  const messages = await consumer.consume();
+  void (async () => {
+    for await (const m of messages) received.push({ subject: m.subject, event: fromBinary(SecurityEventSchema, m.data) });
+  })();
 });
 
 afterAll(async () => {
