@@ -3,6 +3,7 @@ import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
+import { requestContext } from "../shared/request-context.js";
 import { requestIdFrom, toWireError } from "../transport/call-context.js";
 import type { CorsPolicy } from "./cors-policy.js";
 import type { IssuedPair, LogoutScope, SessionService } from "./session-service.js";
@@ -107,8 +108,8 @@ export function createBrowserEndpoints(o: BrowserEndpointsOptions): (req: Incomi
       cors.decorate(req, res, "auth");
       if (header(req, CSRF_HEADER) !== "1") fail(new AuthorityError("permission_denied", `the ${CSRF_HEADER}: 1 header is required`), false);
       else {
-        readJson(req)
-          .then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE)))
+        // In the call's request scope, so the session service's log lines carry its id.
+        requestContext.run({ requestId }, () => readJson(req).then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE))))
           .then(
             (reply) => {
               if (reply.cookie) res.setHeader("set-cookie", reply.cookie);

@@ -1,17 +1,18 @@
-// A full run against real redis-server and nats-server, with the authority and
-// an in-process sidecar logging at debug level into memory: afterwards no log
+// A full run against real redis-server and nats-server (RPCs, browser mode and a
+// sidecar), with the authority and the sidecar logging at debug level into memory: afterwards no log
 // line holds a token, a refresh secret, an API key, the key-encryption key or
 // private key material, every line written during an RPC carries its request
 // id, and /metrics on both shows exactly what happened.
 import { createDecipheriv, createPrivateKey, randomBytes } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LogoutScope, RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
+import { LogoutScope, RevocationReason, TokenDelivery } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import {
   apiKey, bearer, createSession, expectRpcError, startTestAuthority, TEST_KEK, uniqueUser, type TestAuthority,
 } from '../support/authority.js';
 import { captureLogger, LEVEL } from '../support/capture-logger.js';
+import { httpCall } from '../support/http-call.js';
 import { metricValue, scrape } from '../support/metrics.js';
 import { startNats, type NatsProcess } from '../support/nats-server.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
@@ -98,6 +99,23 @@ describe('a full run', () => {
       accessToken(what, s.access);
       refreshToken(what, s.refresh);
     }
+    // Browser mode: a handoff, then a refresh with the HttpOnly cookie.
+    const e = await auth.connect.createSession(
+      { userId: user, username: 'T', device: { id: 'device-1', name: 'Browser' }, ipAddress: '203.0.113.7', delivery: TokenDelivery.BROWSER_HANDOFF }, admin,
+    );
+    secret('handoff code', e.handoffCode);
+    const browser = (path: string, headers: Record<string, string>, body?: unknown) =>
+      httpCall(`${auth.httpUrl}/auth/v1/${path}`, { headers: { 'content-type': 'application/json', 'sa-csrf': '1', ...headers }, body: JSON.stringify(body ?? {}) });
+    const cookieOf = (cookies: string[]) => /^__Secure-sa-refresh=([^;]+);/.exec(cookies[0]!)![1]!;
+    const granted = await browser('session', { 'x-request-id': 'trace-browser-1' }, { handoffCode: e.handoffCode });
+    expect(granted.status).toBe(200);
+    accessToken('E', granted.json.accessToken);
+    refreshToken('E cookie', cookieOf(granted.cookies));
+    const cookieRefreshed = await browser('refresh', { cookie: `__Secure-sa-refresh=${cookieOf(granted.cookies)}` });
+    expect(cookieRefreshed.status).toBe(200);
+    accessToken('E2', cookieRefreshed.json.accessToken);
+    refreshToken('E2 cookie', cookieOf(cookieRefreshed.cookies));
+
     expect((await auth.grpc.validateToken({ accessToken: b.access })).valid).toBe(true);
     expect((await sidecarVerdict(b.access)).verdict).toBe('VALID');
 
@@ -155,13 +173,15 @@ describe('a full run', () => {
   });
 
   it('every line written during an RPC carries the request id; a caller\'s x-request-id is used', async () => {
-    const rpcMessages = ['session created', 'session revoked', 'logout', 'access token revoked', 'security event'];
+    const rpcMessages = ['session created', 'session revoked', 'logout', 'access token revoked', 'security event', 'session handed off to a browser'];
     const during = authorityLog.lines.filter((l) => rpcMessages.includes(l.msg) || (l.level === LEVEL.debug && 'code' in l));
     expect(during.length).toBeGreaterThan(10);
     for (const line of during) expect(line.requestId, JSON.stringify(line)).toMatch(/^\S+$/);
     const created = authorityLog.lines.filter((l) => l.msg === 'session created');
     expect(created[0]!.requestId).toBe('trace-create-1');
     expect(new Set(created.map((l) => l.requestId)).size).toBe(created.length);
+    // The browser endpoints (not RPCs) run in a request scope too.
+    expect(authorityLog.lines.find((l) => l.msg === 'session handed off to a browser')!.requestId).toBe('trace-browser-1');
     // The reuse's security event and the failed call's line are the same call.
     const reuse = authorityLog.lines.find((l) => l.msg === 'security event')!;
     expect(authorityLog.lines.some((l) => l.code === 'refresh_token_reused' && l.requestId === reuse.requestId)).toBe(true);
@@ -170,8 +190,8 @@ describe('a full run', () => {
   it('the authority\'s /metrics counts exactly what happened', async () => {
     const text = await scrape(auth.httpUrl);
     const v = (name: string, labels: Record<string, string> = {}) => metricValue(text, `session_authority_${name}`, labels);
-    expect(v('logins_total')).toBe(4);
-    expect(v('refreshes_total', { result: 'rotated' })).toBe(2);
+    expect(v('logins_total')).toBe(5);
+    expect(v('refreshes_total', { result: 'rotated' })).toBe(3); // two Refresh RPCs, one browser refresh
     expect(v('refreshes_total', { result: 'grace' })).toBe(1);
     expect(v('refresh_reuse_detected_total')).toBe(1);
     expect(v('logouts_total', { reason: 'refresh_token_reuse' })).toBe(1);
@@ -183,10 +203,10 @@ describe('a full run', () => {
     expect(v('session_length_seconds_sum')).toBe(7);
     expect(v('session_length_seconds_bucket', { le: '60' })).toBe(3);
     expect(v('security_events_total', { type: 'refresh_reuse' })).toBe(1);
-    // A came from "laptop", B from "device-1" (the helper's default): new; C and D from it again: not.
+    // A came from "laptop", B from "device-1" (the helper's default): new; C, D and E from it again: not.
     expect(v('security_events_total', { type: 'new_device_login' })).toBe(1);
     expect(v('security_events_total', { type: 'mass_logout' })).toBe(0);
-    expect(v('rpc_duration_seconds_count', { method: 'CreateSession', code: 'OK' })).toBe(4);
+    expect(v('rpc_duration_seconds_count', { method: 'CreateSession', code: 'OK' })).toBe(5);
     expect(v('rpc_duration_seconds_count', { method: 'CreateSession', code: 'UNAUTHENTICATED' })).toBe(1);
     expect(v('rpc_duration_seconds_count', { method: 'Refresh', code: 'OK' })).toBe(3);
     expect(v('rpc_duration_seconds_count', { method: 'Refresh', code: 'UNAUTHENTICATED' })).toBe(3);
@@ -199,8 +219,8 @@ describe('a full run', () => {
     expect(v('store_errors_total')).toBe(0);
     expect(v('signing_keys')).toBe(1);
     expect(v('signing_key_age_seconds')).toBeGreaterThanOrEqual(6);
-    // Only B is live: A was reused, C revoked, D logged out. Counted from Redis by SCAN.
-    await until(async () => metricValue(await scrape(auth.httpUrl), 'session_authority_active_sessions') === 1, 5000, 'active sessions 1');
+    // B and E are live: A was reused, C revoked, D logged out. Counted from Redis by SCAN.
+    await until(async () => metricValue(await scrape(auth.httpUrl), 'session_authority_active_sessions') === 2, 5000, 'active sessions 2');
   });
 
   it('the sidecar\'s /metrics shows its revocation set, propagation, keys and feed', async () => {
