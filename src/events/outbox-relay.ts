@@ -44,6 +44,8 @@ export class OutboxRelay {
   private unwatch: (() => void) | undefined;
   /** Immediate publishes not yet acknowledged by JetStream. */
   private readonly inflight = new Set<Promise<void>>();
+  /** Ids of the events those are publishing: the loop leaves them alone rather than send each twice. */
+  private readonly inflightIds = new Set<string>();
   /** Events published since start, for tests and metrics. */
   published = 0;
 
@@ -156,17 +158,26 @@ export class OutboxRelay {
   private async drainOnce(): Promise<number> {
     this.kicked = false;
     const batch = await this.o.store.readOutbox(256);
-    if (batch.events.length === 0) return 0;
-    return this.publishBatch(this.js!, batch);
+    const events = batch.events.filter((e) => !this.inflightIds.has(e.id));
+    if (events.length === 0) return 0;
+    return this.publishBatch(this.js!, { events, ack: batch.ack });
   }
 
   private async publishNow(batch: OutboxBatch): Promise<void> {
     const js = this.js;
     if (!js || !this.streamsReady) return this.kick();
-    await this.publishBatch(js, batch).catch((e) => {
+    for (const e of batch.events) this.inflightIds.add(e.id);
+    let failed = false;
+    try {
+      await this.publishBatch(js, batch);
+    } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, "outbox relay: immediate publish failed; the relay retries");
-      this.kick();
-    });
+      failed = true;
+    } finally {
+      for (const e of batch.events) this.inflightIds.delete(e.id);
+    }
+    // Only now: the loop must see the failed events as its own to retry.
+    if (failed) this.kick();
   }
 
   private async publishBatch(js: JetStreamClient, batch: OutboxBatch): Promise<number> {
