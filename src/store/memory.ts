@@ -87,7 +87,8 @@ export class MemorySessionStore implements SessionStore {
     s.idleExpiresAt = Math.min(input.now + input.idleTimeoutMs, s.absoluteExpiresAt);
     const rate = input.refreshRate;
     if (rate && rate.limit > 0) {
-      if (!entry.rate || input.now - entry.rate.start >= rate.windowMs) entry.rate = { start: input.now, count: 0 };
+      // Windows start on a whole second, as the Redis store keeps them.
+      if (!entry.rate || input.now - entry.rate.start >= rate.windowMs) entry.rate = { start: Math.floor(input.now / 1000) * 1000, count: 0 };
       if (++entry.rate.count === rate.limit + 1) {
         this.record({
           type: "refresh_rate_exceeded", userId: input.userId, sid: input.sid, reason: 0, at: input.now, expiresAt: input.now,

@@ -20,7 +20,7 @@ const SCRIPTS = {
   saAddFirstKey: { keys: 1, file: "add-first-key.lua" },
   saCheck: { keys: 5, file: "check.lua" },
   saList: { keys: 1, file: "list.lua" },
-  saRecordLogin: { keys: 3, file: "record-login.lua" },
+  saRecordLogin: { keys: 2, file: "record-login.lua" },
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -43,7 +43,7 @@ const TRANSIENT_REPLY = /^(LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|BUSY
  *   n         the user's not-before ("<seconds>:<reason>")
  *   o         the user's outbox: JSON events awaiting publication
  *   h:<hash>  "<until ms>:" + a sealed browser handoff, named by its code's hash
- *   d, a      device ids and IP addresses of recent logins, scored by when last seen
+ *   d         recent logins' device ids ("d:<id>") and IP addresses ("i:<ip>"), scored by when last seen
  * and, each in a slot of its own, `<prefix>:keys` (signing keys by kid),
  * `<prefix>:outbox` (tags whose outbox may be non-empty; a periodic SCAN for
  * outboxes repairs it if a process died between a script and its SADD) and
@@ -219,7 +219,7 @@ export class RedisSessionStore implements SessionStore {
     const base = this.base(input.userId);
     const [newDevice, newIp, recorded]: [number, number, string[]] = await this.run(() =>
       this.redis.saRecordLogin(
-        `${base}d`, `${base}a`, `${base}o`,
+        `${base}d`, `${base}o`,
         input.deviceId, input.ip, input.now, input.keep, input.forgetAfterMs, this.emit, eventIdPrefix(), input.userId, input.sid,
       ),
     );

@@ -128,10 +128,11 @@ export interface RotateInput {
 
 /**
  * Rotations of one session are counted in fixed windows of `windowMs`, each
- * starting at the first rotation after the previous one ended. The rotation that
- * makes the count `limit + 1` reports `rateExceeded` and records a
- * `refresh_rate_exceeded` outbox event, so each window alerts once. The counter
- * lives in the session record: it costs no extra key and no extra round trip.
+ * starting at the whole second of the first rotation after the previous one
+ * ended. The rotation that makes the count `limit + 1` reports `rateExceeded`
+ * and records a `refresh_rate_exceeded` outbox event, so each window alerts
+ * once. The counter lives in the session record (about 6 bytes): no extra key,
+ * no extra round trip.
  */
 export interface RefreshRateLimit {
   limit: number;

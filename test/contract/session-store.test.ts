@@ -904,7 +904,8 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
   describe('countLiveSessions', () => {
     it('counts the live sessions of every user', async () => {
       expect(await store.countLiveSessions(T0, MIN)).toBe(0);
-      if (fixture.name === 'redis') await admin.del(`${PREFIX}:stats:sessions`, `${PREFIX}:stats:counting`);
+      // The count just made is fresh for a minute: start over (one key per call, they live in two slots).
+      for (const key of ['sessions', 'counting']) await fixture.admin?.().del(`${PREFIX}:stats:${key}`);
       const a = newSession('alice', T0);
       for (const s of [a, newSession('alice', T0), newSession('bob', T0), newSession('carol', T0)]) await create(s, hash());
       await store.endSessions({ userId: 'alice', target: { kind: 'one', sid: a.sid }, reason: REASON.USER, now: T0 + 1, coverUntil: T0 + COVER, requireOwnership: true });
@@ -912,7 +913,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await store.countLiveSessions(T0 + 2, MIN)).toBe(3);
     });
 
-    if (fixture.name === 'redis') {
+    if (fixture.name !== 'memory') {
       it('redis: a fresh count is shared by every replica; one replica at a time recounts', async () => {
         const other = (await fixture.open({ flush: false })).store;
         try {
@@ -1122,7 +1123,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await Promise.all(users.map((u) => sids(u, T0 + 2 * SEC)))).toEqual(sessions.map((s) => [s.sid]));
       const ended = await Promise.all(users.map((userId) =>
         store.endSessions({ userId, target: { kind: 'all' }, reason: REASON.ADMIN, now: T0 + 3 * SEC, coverUntil: T0 + COVER, requireOwnership: false })));
-      expect(ended).toEqual(sessions.map((s) => ({ found: true, ended: [s.sid] })));
+      expect(ended).toEqual(sessions.map((s) => ({ found: true, ended: [s.sid], absoluteExpiresAt: [s.absoluteExpiresAt] })));
       // Tokens issued before the global logout's whole second are refused.
       const checks = await Promise.all(sessions.map((s) => check(s, T0 + 4 * SEC, { issuedAt: T0 / SEC + 3 })));
       expect(checks).toEqual(sessions.map(() => ({ revoked: true, reason: REASON.ADMIN })));
@@ -1298,7 +1299,7 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
         // every key the store wrote carries a user's tag (or is the signing-key hash)
         const all = (await admin.keys('*')).filter((k) => k !== `${PREFIX}:keys`);
         expect(all.length).toBeGreaterThan(0);
-        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrjh]:[A-Za-z0-9_-]+|i|n|o|d|a)|outbox|keys)$`));
+        for (const k of all) expect(k).toMatch(new RegExp(`^${PREFIX}:(\\{[A-Za-z0-9_-]{16}\\}:([sgrjh]:[A-Za-z0-9_-]+|i|n|o|d)|outbox|keys)$`));
       } finally {
         monitor.disconnect();
       }
