@@ -385,10 +385,14 @@ export class RedisSessionStore implements SessionStore {
       return await command();
     } catch (e) {
       const err = e as Error & { name?: string };
+      // ioredis hangs the command's arguments on its errors (refresh hashes, sealed
+      // pairs); the cause goes to logs, so it keeps only the name and message.
+      const cause = new Error(err.message);
+      cause.name = err.name ?? "Error";
       if (err.name === "ReplyError" && !TRANSIENT_REPLY.test(err.message)) {
-        throw new AuthorityError("internal", "the session store rejected a command", e);
+        throw new AuthorityError("internal", "the session store rejected a command", cause);
       }
-      throw new AuthorityError("store_unavailable", "the session store is unavailable", e);
+      throw new AuthorityError("store_unavailable", "the session store is unavailable", cause);
     }
   }
 }

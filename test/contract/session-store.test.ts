@@ -6,13 +6,14 @@
 // Redis store leaves to a real PX TTL (see "revocation entries expire").
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { AuthorityError } from '../../src/shared/errors.js';
 import { redisClientFor } from '../../src/store/create-store.js';
 import { MemorySessionStore } from '../../src/store/memory.js';
 import { RedisSessionStore } from '../../src/store/redis.js';
-import { newSessionId, userTag } from '../../src/store/session-id.js';
+import { localPartOfSessionId, newSessionId, tagOfSessionId, userTag } from '../../src/store/session-id.js';
 import type {
   CheckInput, OutboxBatch, ReuseInput, RotateInput, SessionStore, StoredSession, StoredSigningKey,
 } from '../../src/store/session-store.js';
@@ -1082,6 +1083,25 @@ describe.each(fixtures)('SessionStore contract: $name', (fixture) => {
       expect(await admin.exists(`${PREFIX}:{${userTag('carol')}}:o`)).toBe(0);
       expect(await admin.smembers(`${PREFIX}:outbox`)).toEqual([]);
       store = reopened;
+    });
+  });
+
+  describe('redis: errors', () => {
+    it('a rejected command fails with internal, and its cause carries no command arguments to the logs', async () => {
+      const user = 'dora';
+      const sid = newSessionId(user);
+      // A session key of the wrong type makes the rotation script fail.
+      await fixture.admin!().set(`${PREFIX}:{${tagOfSessionId(sid)}}:s:${localPartOfSessionId(sid)}`, 'not a hash');
+      const secretLike = Buffer.alloc(16, 0xab);
+      const error = await store.rotateRefresh({
+        sid, userId: user, expected: secretLike, next: secretLike, sealedSuccessor: secretLike, issuedAt: 1,
+        now: T0, graceMs: 1000, idleTimeoutMs: 60_000, historySize: 2,
+      }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'internal' });
+      const cause = (error as { cause: Error }).cause;
+      expect(cause.message).toMatch(/WRONGTYPE|user_script/);
+      expect(Object.keys(cause)).not.toContain('command');
+      expect(JSON.stringify(pino.stdSerializers.err(cause))).not.toContain('abab');
     });
   });
 
