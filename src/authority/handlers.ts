@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema, GetJwksResponseSchema, JsonWebKeySchema, ListSessionsResponseSchema, LogoutResponseSchema,
   LogoutScope, RefreshResponseSchema, RevocationReason, RevokeResponseSchema, SessionInfoSchema,
@@ -55,7 +55,7 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
         deviceName: text(req.device?.name ?? "", "device.name", 0, 128),
         userAgent: text(req.userAgent, "user_agent", 0, 1024),
         ip: ipAddress(req.ipAddress),
-      });
+      }, maxLifetime(req.maxLifetime));
       if (req.delivery === TokenDelivery.BROWSER_HANDOFF) {
         // The login service never sees the tokens: the browser collects them at POST /auth/v1/session.
         const handoff = await sessions.createHandoff(issued);
@@ -188,6 +188,20 @@ function list(values: string[], field: string): string[] {
   if (values.length > 64) throw invalidArgument(`${field} has more than 64 entries`);
   values.forEach((v, i) => text(v, `${field}[${i}]`, 1, 128));
   return [...values];
+}
+
+/** The shortest max_lifetime: the least SA_SESSION_ABSOLUTE_LIFETIME accepts. */
+const MIN_SESSION_LIFETIME_MS = 60_000;
+
+/** max_lifetime in ms, or undefined when unset; the session service caps it at the configured lifetime. */
+function maxLifetime(value: Duration | undefined): number | undefined {
+  if (!value) return undefined;
+  const { seconds, nanos } = value;
+  if (seconds < 0n || nanos < 0 || nanos > 999_999_999) throw invalidArgument("max_lifetime is not a valid non-negative duration");
+  // Anything over ~290 million years is as good as unlimited, and stays a safe number.
+  const ms = seconds > 9_000_000_000_000n ? Number.MAX_SAFE_INTEGER : Number(seconds) * 1000 + Math.floor(nanos / 1e6);
+  if (ms < MIN_SESSION_LIFETIME_MS) throw invalidArgument(`max_lifetime must be at least ${MIN_SESSION_LIFETIME_MS / 1000}s`);
+  return ms;
 }
 
 function ipAddress(value: string): string {

@@ -92,18 +92,23 @@ export class SessionService {
     this.refreshRate = limit > 0 ? { limit, windowMs } : undefined;
   }
 
-  async createSession(input: NewSession): Promise<IssuedPair> {
+  /**
+   * @param maxLifetimeMs shortens the absolute lifetime below the configured one
+   *   (a "public computer" sign-in); a longer value changes nothing.
+   */
+  async createSession(input: NewSession, maxLifetimeMs?: number): Promise<IssuedPair> {
     const { store, policy, clock } = this.o;
     const now = clock.now();
     const secret = newRefreshSecret();
+    const lifetimeMs = Math.min(policy.sessionAbsoluteLifetimeMs, maxLifetimeMs ?? Infinity);
     const session: StoredSession = {
       ...input,
       clientId: input.clientId || policy.defaultClientId,
       sid: newSessionId(input.userId),
       createdAt: now,
       lastActivityAt: now,
-      idleExpiresAt: Math.min(now + policy.sessionIdleTimeoutMs, now + policy.sessionAbsoluteLifetimeMs),
-      absoluteExpiresAt: now + policy.sessionAbsoluteLifetimeMs,
+      idleExpiresAt: Math.min(now + policy.sessionIdleTimeoutMs, now + lifetimeMs),
+      absoluteExpiresAt: now + lifetimeMs,
     };
     const [notBefore] = await Promise.all([store.createSession(session, hashRefreshSecret(secret), now), this.o.loginWatch?.notice(session, now)]);
     const access = await this.o.issuer.issue(session, now, notBefore);
