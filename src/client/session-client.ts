@@ -440,7 +440,9 @@ class SessionClientImpl<SignIn> implements SessionClient<SignIn> {
     const { clock, refreshMarginMs, refreshJitterMs, expiringWarningMs } = this.o;
     const now = clock.now();
     // A token that lives as long as the session cannot be outlived by refreshing: leave it to the end alarm.
-    if (grant.accessTokenExpiresAt < grant.sessionExpiresAt) {
+    // JWT times are whole seconds, so the last token a refresh can bring expires at the session's end
+    // rounded down to the second; refreshing a token that has it would only bring it again, faster and faster.
+    if (grant.accessTokenExpiresAt < Math.floor(grant.sessionExpiresAt / 1000) * 1000) {
       const at = plannedRefreshAt(now, this.local(grant.accessTokenExpiresAt), refreshMarginMs, refreshJitterMs, this.o.random());
       this.refreshAlarm.set(at, () => this.backgroundRefresh());
     } else {

@@ -80,7 +80,7 @@ describe("client: sign-in and the refresh schedule", () => {
     expect(body.path).toBe("/auth/v1/refresh");
     expect(body.headers["sa-csrf"]).toBe("1");
     expect(body.headers.cookie).toMatch(/^__Secure-sa-refresh=/); // sent because of credentials: "include"
-    expect(client.session!.accessTokenExpiresAt).toBe(time.now() + 15 * MIN);
+    expect(client.session!.accessTokenExpiresAt).toBe(Math.floor(time.now() / 1000) * 1000 + 15 * MIN); // JWT exp: whole seconds
   });
 
   it("keeps refreshing every lifetime − margin while the page is open", async () => {
@@ -263,6 +263,28 @@ describe("client: session end", () => {
     expect(auth.calls.refresh).toBe(2);
     expect(log.of("expiring")).toHaveLength(1);
     expect(log.events.map((e) => e.type).filter((t) => t !== "refreshed")).toEqual(["expiring", "logged-out"]);
+  });
+
+  it("a token capped at the session's end, in whole seconds (JWT exp), is not refreshed again and again before the end", async () => {
+    // The session ends at …:00.250; the real authority's last tokens expire at …:00.000, just before it.
+    const time = new FakeTime(Date.UTC(2026, 0, 1, 12) + 250);
+    const auth = new FakeAuthority(time, { lifetimeMs: 40 * MIN });
+    const client = browserClient(auth, time, { expiringWarningMs: 2 * MIN });
+    open.push(client);
+    const log = record(client);
+    const { sessionId, handoffCode } = auth.createHandoff();
+    await client.signIn(handoffCode);
+    const endsAt = client.session!.sessionExpiresAt;
+    expect(endsAt % 1000).toBe(250);
+    // Refreshes at 14 and 28 min; the second brings a token that lives to the session's last whole second.
+    await time.advanceTo(endsAt - 30 * 1000);
+    expect(auth.calls.refresh).toBe(2);
+    expect(client.session!.accessTokenExpiresAt).toBe(endsAt - 250);
+    await time.advanceTo(endsAt - 2000);
+    expect(auth.calls.refresh).toBe(2);
+    await time.advanceTo(endsAt);
+    expect(auth.calls.refresh).toBe(2);
+    expect(log.of("logged-out")).toEqual([expect.objectContaining({ reason: "expired", sessionId })]);
   });
 
   it("expiring (cause idle) when refreshes keep failing and the idle deadline nears", async () => {

@@ -170,7 +170,9 @@ export class FakeAuthority {
   private mintPair(sessionId: string, userId: string, sessionExpiresAt: number): Pair {
     const now = this.now();
     const n = ++this.seq;
-    const exp = Math.min(now + this.accessTtlMs, sessionExpiresAt);
+    // As the real authority: JWT times are whole seconds, and the token never outlives the session,
+    // so a token capped by the session expires up to a second before it.
+    const exp = Math.min(Math.floor(now / 1000) + Math.floor(this.accessTtlMs / 1000), Math.floor(sessionExpiresAt / 1000)) * 1000;
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
     return {
       accessToken: `${b64({ alg: "ES256", typ: "at+jwt" })}.${b64({ sub: userId, sid: sessionId, iat: Math.floor(now / 1000), exp: Math.floor(exp / 1000), jti: `t${n}` })}.sig${n}`,
