@@ -24,6 +24,7 @@ import { AccessTokenIssuer } from "./access-token-issuer.js";
 import { createBrowserEndpoints } from "./browser-endpoints.js";
 import { CorsPolicy } from "./cors-policy.js";
 import { createAuthorityTelemetry } from "./authority-telemetry.js";
+import type { HttpRoute } from "./json-http.js";
 import { CallerAuthenticator } from "./caller-auth.js";
 import { createAuthorityHandlers } from "./handlers.js";
 import { RECORDED_BY_STORE, type SecurityEvents } from "./security-events.js";
@@ -42,6 +43,19 @@ export interface AuthorityOptions {
   watchTimers?: WatchTimers;
   /** Where the metrics go (served at GET /metrics); a registry of its own if absent. */
   registry?: Registry;
+  /**
+   * More routes on the HTTP port (the dev server's demo), built from the services
+   * they may use; tried after the browser endpoints, before Connect.
+   */
+  httpRoutes?: (services: AuthorityServices) => HttpRoute;
+}
+
+/** What extra HTTP routes get to work with: the same session service as the RPCs. */
+export interface AuthorityServices {
+  sessions: SessionService;
+  cors: CorsPolicy;
+  clock: Clock;
+  logger: Logger;
 }
 
 export interface RunningAuthority {
@@ -153,11 +167,13 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   const connect = connectHandler([{ service: SessionAuthorityService, handlers }], logger, MAX_MESSAGE_BYTES);
   const cors = new CorsPolicy(config.allowedOrigins);
   const browser = createBrowserEndpoints({ sessions, cors, clock, logger });
+  const extra = options.httpRoutes?.({ sessions, cors, clock, logger });
   const httpServer = createServer((req, res) => {
     if (req.url === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) return jwks(res, keys);
     if (req.url === "/healthz" && req.method === "GET") return health(res, store);
     if (req.url === "/metrics" && req.method === "GET") return serveMetrics(res, metrics.registry);
     if (browser(req, res)) return;
+    if (extra?.(req, res)) return;
     // Connect routes: browsers on allowed origins call ListSessions, Logout and WatchSession with a Bearer token.
     if (req.method === "OPTIONS") return cors.preflight(req, res, "connect");
     cors.decorate(req, res, "connect");

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
@@ -6,6 +6,7 @@ import type { Logger } from "../shared/logger.js";
 import { requestContext } from "../shared/request-context.js";
 import { requestIdFrom, toWireError } from "../transport/call-context.js";
 import type { CorsPolicy } from "./cors-policy.js";
+import { headerOf, readJsonBody, sendJson, type HttpRoute } from "./json-http.js";
 import type { IssuedPair, LogoutScope, SessionService } from "./session-service.js";
 
 /**
@@ -26,7 +27,6 @@ export const AUTH_PATH = "/auth/v1";
 export const CSRF_HEADER = "sa-csrf";
 
 const COOKIE_ATTRIBUTES = `Path=${AUTH_PATH}; HttpOnly; Secure; SameSite=Strict`;
-const MAX_BODY_BYTES = 4096;
 const SCOPES: Record<string, LogoutScope> = { current: "current", all: "all", others: "others" };
 
 export interface BrowserEndpointsOptions {
@@ -51,7 +51,7 @@ type Reply = { status: number; body: unknown; cookie?: string };
 type Endpoint = (req: IncomingMessage, body: Record<string, unknown>, refreshToken: string | undefined) => Promise<Reply>;
 
 /** A node:http handler for /auth/v1/*; returns false for any other path. */
-export function createBrowserEndpoints(o: BrowserEndpointsOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createBrowserEndpoints(o: BrowserEndpointsOptions): HttpRoute {
   const { sessions, cors, clock, logger } = o;
 
   const setCookie = (pair: IssuedPair) =>
@@ -87,33 +87,33 @@ export function createBrowserEndpoints(o: BrowserEndpointsOptions): (req: Incomi
     if (!path.startsWith(`${AUTH_PATH}/`)) return false;
     const name = path.slice(AUTH_PATH.length + 1);
     const endpoint = Object.hasOwn(endpoints, name) ? endpoints[name] : undefined;
-    const requestId = requestIdFrom(header(req, "x-request-id"));
+    const requestId = requestIdFrom(headerOf(req, "x-request-id"));
     res.setHeader("cache-control", "no-store");
     const fail = (error: unknown, clear: boolean) => {
       const wire = toWireError(error, logger, `${AUTH_PATH}/${name}`, requestId);
       const status = codeToHttpStatus(wire.code);
       // A refused cookie is dead: drop it, so the page stops presenting it.
       if (clear && status === 401) res.setHeader("set-cookie", clearCookie);
-      send(res, status, { code: wire.domainCode, message: wire.message });
+      sendJson(res, status, { code: wire.domainCode, message: wire.message });
     };
 
-    if (!endpoint) send(res, 404, { code: "not_found", message: `no endpoint ${path.slice(0, 100)}` });
+    if (!endpoint) sendJson(res, 404, { code: "not_found", message: `no endpoint ${path.slice(0, 100)}` });
     else if (req.method === "OPTIONS") cors.preflight(req, res, "auth");
     else if (req.method !== "POST") {
       res.setHeader("allow", "POST, OPTIONS");
-      send(res, 405, { code: "invalid_argument", message: "use POST" });
+      sendJson(res, 405, { code: "invalid_argument", message: "use POST" });
     } else if (!cors.allows(req)) {
       fail(new AuthorityError("permission_denied", `origin ${String(req.headers.origin).slice(0, 100)} is not allowed (SA_ALLOWED_ORIGINS)`), false);
     } else {
       cors.decorate(req, res, "auth");
-      if (header(req, CSRF_HEADER) !== "1") fail(new AuthorityError("permission_denied", `the ${CSRF_HEADER}: 1 header is required`), false);
+      if (headerOf(req, CSRF_HEADER) !== "1") fail(new AuthorityError("permission_denied", `the ${CSRF_HEADER}: 1 header is required`), false);
       else {
         // In the call's request scope, so the session service's log lines carry its id.
-        requestContext.run({ requestId }, () => readJson(req).then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE))))
+        requestContext.run({ requestId }, () => readJsonBody(req).then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE))))
           .then(
             (reply) => {
               if (reply.cookie) res.setHeader("set-cookie", reply.cookie);
-              send(res, reply.status, reply.body);
+              sendJson(res, reply.status, reply.body);
             },
             (error) => fail(error, name !== "session"),
           );
@@ -134,17 +134,6 @@ function grantOf(pair: IssuedPair): SessionGrant {
   };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  res.writeHead(status, { "content-type": "application/json" });
-  res.end(JSON.stringify(body));
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return typeof v === "string" ? v : undefined;
-}
-
 /** The first cookie of that name (the most specific path comes first). */
 function cookie(req: IncomingMessage, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? "").split(";")) {
@@ -152,25 +141,4 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim() || undefined;
   }
   return undefined;
-}
-
-/** The body as a JSON object; an empty body is {}. */
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw invalidArgument(`request body exceeds ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8").trim();
-  if (!text) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw invalidArgument("request body is not JSON");
-  }
-  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw invalidArgument("request body must be a JSON object");
-  return parsed as Record<string, unknown>;
 }

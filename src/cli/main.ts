@@ -18,7 +18,7 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "serve":
     case "dev":
-      return (await import("./serve.js")).serve(loadConfig(), command === "dev");
+      return (await import("./serve.js")).serve(loadConfig(process.env, command), command === "dev");
     case "sidecar":
       return (await import("./sidecar.js")).sidecar(loadSidecarConfig());
     case "keys":

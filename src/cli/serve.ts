@@ -3,6 +3,8 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { SCOPES, type Config } from "../config/config.js";
 import { startAuthority } from "../authority/authority-server.js";
 import { hashApiKey } from "../authority/caller-auth.js";
+import { createDemoEndpoints, DEMO_PATH } from "../authority/demo-endpoints.js";
+import { buildDemoAssets } from "../demo/demo-assets.js";
 import { createLogger } from "../shared/logger.js";
 import { createStore, describeRedis } from "../store/create-store.js";
 
@@ -14,11 +16,16 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
     devKey = `dev_${randomBytes(24).toString("base64url")}`;
     config.apiKeys = [{ name: "dev", sha256: hashApiKey(devKey).toString("hex"), scopes: [...SCOPES] }];
   }
+  // The demo page is for `npm start` only: a production server has no demo login.
+  const demo = dev ? await buildDemoAssets().catch((e: Error) => e) : undefined;
   const store = await createStore(config, logger);
   // Process metrics (CPU, memory, event-loop delay, GC) beside the authority's own.
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const authority = await startAuthority({ config, store, logger, registry });
+  const authority = await startAuthority({
+    config, store, logger, registry,
+    httpRoutes: demo && !(demo instanceof Error) ? (services) => createDemoEndpoints({ ...services, assets: demo }) : undefined,
+  });
   const http = `http://${config.host}:${authority.httpPort}`;
   process.stdout.write(
     [
@@ -27,6 +34,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
       `  store   ${config.redisUrl || config.redisCluster ? `redis ${describeRedis(config)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
       `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService${grpcSecurity(config)})`,
       `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json; ${http}/metrics)`,
+      ...(demo instanceof Error ? [`  demo    unavailable: ${demo.message}`] : demo ? [`  demo    ${http}${DEMO_PATH}/   (sign in as a demo user in two windows; README "Demo")`] : []),
       ...(devKey
         ? [
             `  API key ${devKey}   (development only; scopes ${SCOPES.join(", ")})`,

@@ -156,6 +156,17 @@ export const DEFAULTS = {
 
 export type ConfigKey = keyof typeof DEFAULTS;
 
+/**
+ * Where `dev` (npm start) differs: access tokens short enough that the demo page
+ * shows them being refreshed within a minute. The environment still wins.
+ */
+export const DEV_DEFAULTS: Partial<Record<ConfigKey, string>> = {
+  SA_ACCESS_TOKEN_TTL: "1m",
+};
+
+/** Which defaults apply: production's (`serve`, tools) or the development server's. */
+export type ConfigProfile = "serve" | "dev";
+
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
   constructor(readonly key: string, message: string) {
@@ -168,8 +179,8 @@ export class ConfigError extends Error {
  * environment; everything else receives a Config. A JSON file named by
  * SA_CONFIG_FILE may hold the same keys; the environment wins over the file.
  */
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const { raw, file, duration, integer, nonEmpty } = reader(env);
+export function loadConfig(env: Record<string, string | undefined> = process.env, profile: ConfigProfile = "serve"): Config {
+  const { raw, file, duration, integer, nonEmpty } = reader(env, profile === "dev" ? DEV_DEFAULTS : {});
 
   const signingAlgorithm = raw("SA_SIGNING_ALGORITHM") as SigningAlgorithm;
   if (!SIGNING_ALGORITHMS.includes(signingAlgorithm)) {
@@ -278,9 +289,9 @@ function parseOrigins(text: string): string[] {
 }
 
 /** Validated access to the keys of DEFAULTS: the environment, then the optional file, then the default. */
-function reader(env: Record<string, string | undefined>) {
+function reader(env: Record<string, string | undefined>, profileDefaults: Partial<Record<ConfigKey, string>> = {}) {
   const file = env.SA_CONFIG_FILE ? readConfigFile(env.SA_CONFIG_FILE) : {};
-  const raw = (key: ConfigKey): string => env[key] ?? file[key] ?? DEFAULTS[key];
+  const raw = (key: ConfigKey): string => env[key] ?? file[key] ?? profileDefaults[key] ?? DEFAULTS[key];
   for (const key of Object.keys(file)) {
     if (!(key in DEFAULTS)) throw new ConfigError(key, `unknown key in ${env.SA_CONFIG_FILE}`);
   }

@@ -6,7 +6,7 @@ import { fromBinary, toBinary, type DescMessage, type MessageInitShape, type Mes
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { expect } from 'vitest';
-import { startAuthority, type RunningAuthority } from '../../src/authority/authority-server.js';
+import { startAuthority, type AuthorityOptions, type RunningAuthority } from '../../src/authority/authority-server.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { SessionAuthorityService } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import type { Clock } from '../../src/shared/clock.js';
@@ -51,6 +51,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** The authority's logger (default: silent). */
   logger?: Logger;
+  /** More routes on the HTTP port (e.g. the demo's). */
+  httpRoutes?: AuthorityOptions['httpRoutes'];
 }
 
 export const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -85,7 +87,7 @@ export async function startTestAuthority(options: StartOptions = {}): Promise<Te
   const config = loadConfig(env);
   const logger = options.logger ?? silentLogger;
   const store = await createStore(config, logger);
-  const authority = await startAuthority({ config, store, logger, clock: options.clock });
+  const authority = await startAuthority({ config, store, logger, clock: options.clock, httpRoutes: options.httpRoutes });
   const grpcAddress = `127.0.0.1:${authority.grpcPort}`;
   const httpUrl = `http://127.0.0.1:${authority.httpPort}`;
   const h2 = new Http2SessionManager(`http://${grpcAddress}`);
