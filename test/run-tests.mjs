@@ -10,8 +10,8 @@ import { delimiter, join } from 'node:path';
 const REQUIRED = [
   { bin: 'redis-server', apt: 'redis-server', brew: 'redis' },
   { bin: 'nats-server', apt: 'nats-server', brew: 'nats-server' },
-  // Add browser tests' dependency here when they land:
-  // { bin: 'chromium', apt: 'chromium', brew: '--cask chromium' },
+  // The browser tests (test/browser) drive it with playwright-core; CHROMIUM_PATH overrides the lookup.
+  { bin: 'chromium', alt: ['chromium-browser'], env: 'CHROMIUM_PATH', apt: 'chromium', brew: '--cask chromium' },
 ];
 
 // Debian installs nats-server into /usr/sbin, which is not on a normal user's
@@ -20,16 +20,17 @@ const sbin = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 const pathDirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
 const PATH = [...pathDirs, ...sbin.filter((d) => !pathDirs.includes(d))].join(delimiter);
 
-const onPath = (bin) =>
-  PATH.split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, bin), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-const missing = () => REQUIRED.filter((r) => !onPath(r.bin));
+const executable = (path) => {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const onPath = (bin) => PATH.split(delimiter).some((dir) => executable(join(dir, bin)));
+const present = (r) => (r.env && process.env[r.env] ? executable(process.env[r.env]) : [r.bin, ...(r.alt ?? [])].some(onPath));
+const missing = () => REQUIRED.filter((r) => !present(r));
 
 let absent = missing();
 if (absent.length && existsSync('/etc/debian_version') && process.getuid?.() === 0) {
