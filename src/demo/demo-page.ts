@@ -24,6 +24,7 @@ export const DEMO_PAGE_HTML = `<!doctype html>
   label { display: block; margin: .5rem 0; }
   input[type=text] { font: inherit; padding: .35rem .5rem; width: 16rem; max-width: 100%; }
   button { font: inherit; padding: .4rem .8rem; margin: .25rem .25rem .25rem 0; border: 1px solid #9aa5b8; border-radius: 6px; background: #fff; cursor: pointer; }
+  h2 button { font-size: .85rem; font-weight: normal; padding: .2rem .6rem; }
   button.primary { background: #2f5fd0; border-color: #2f5fd0; color: #fff; }
   button.danger { border-color: #c53030; color: #c53030; }
   dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: 0 0 .75rem; }

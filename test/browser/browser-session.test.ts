@@ -8,7 +8,9 @@ import type { Browser, BrowserContext } from 'playwright-core';
 import { SessionService } from '../../src/authority/session-service.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { launchChromium } from '../support/chromium.js';
-import { accessTokenOn, countRequests, devicesOn, openDemo, sessionIdOn, signIn, startDemoAuthority } from '../support/demo-page.js';
+import {
+  accessTokenOn, clickInPage, countRequests, devicesOn, openDemo, sessionIdOn, signIn, startDemoAuthority, watchNotice,
+} from '../support/demo-page.js';
 import { apiKey, uniqueUser, type TestAuthority } from '../support/authority.js';
 
 /** Real time plus an offset the test can move forward: the authority's clock. */
@@ -21,7 +23,8 @@ class ShiftedClock implements Clock {
 
 const USER_REQUEST_OWN = 'You were signed out, as requested from one of your devices.';
 
-describe('session authority in a headless Chromium', () => {
+// Generous: a browser's first pages are slow on a loaded 2-core machine; the timings that matter are asserted.
+describe('session authority in a headless Chromium', { timeout: 60_000 }, () => {
   let browser: Browser;
   const contexts: BrowserContext[] = [];
   const authorities: TestAuthority[] = [];
@@ -62,10 +65,9 @@ describe('session authority in a headless Chromium', () => {
     await b2.waitForSelector('#signed-in:not([hidden])');
     expect(await liveSessions(t, `demo-${user}`)).toHaveLength(2);
 
-    const clicked = Date.now();
-    await a.click('#logout-all');
-    await Promise.all([b, b2].map((tab) => tab.waitForSelector('#notice:not([hidden])', { timeout: 1000 })));
-    expect(Date.now() - clicked).toBeLessThan(1000);
+    const shown = await Promise.all([b, b2].map(watchNotice));
+    const clicked = await clickInPage(a, '#logout-all');
+    for (const at of await Promise.all(shown.map((s) => s()))) expect(at - clicked).toBeLessThan(1000);
     for (const tab of [b, b2]) {
       expect(await tab.textContent('#notice')).toBe(USER_REQUEST_OWN);
       expect(await tab.getAttribute('#notice', 'data-reason')).toBe('revoked');
@@ -87,8 +89,9 @@ describe('session authority in a headless Chromium', () => {
     const sidA = await signIn(a, user, { deviceName: 'Desk' });
     await signIn(b, user, { deviceName: 'Tablet' });
 
-    await a.click('#end-others');
-    await b.waitForSelector('#notice:not([hidden])', { timeout: 1000 });
+    const shown = await watchNotice(b);
+    const clicked = await clickInPage(a, '#end-others');
+    expect((await shown()) - clicked).toBeLessThan(1000);
     expect(await b.textContent('#notice')).toBe(USER_REQUEST_OWN);
     await a.waitForFunction(() => document.querySelectorAll('#devices li').length === 1);
     expect(await liveSessions(t, `demo-${user}`)).toEqual([sidA]);
@@ -240,10 +243,9 @@ describe('session authority in a headless Chromium', () => {
       { sessionId: sidB, name: 'Window B', current: true },
     ]);
 
-    const clicked = Date.now();
-    await a.click(`#devices li[data-session-id="${sidB}"] button.end-device`);
-    await b.waitForSelector('#notice:not([hidden])', { timeout: 1000 });
-    expect(Date.now() - clicked).toBeLessThan(1000);
+    const shown = await watchNotice(b);
+    const clicked = await clickInPage(a, `#devices li[data-session-id="${sidB}"] button.end-device`);
+    expect((await shown()) - clicked).toBeLessThan(1000);
     expect(await b.textContent('#notice')).toBe(USER_REQUEST_OWN);
     expect(await b.isVisible('#signed-out')).toBe(true);
     // A stays signed in, and its list (reloaded after the end, and told by WatchSession) has only itself.

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../support/chromium.js';
-import { devicesOn, openDemo, signIn, startDemoAuthority } from '../support/demo-page.js';
+import { clickInPage, devicesOn, openDemo, signIn, startDemoAuthority, watchNotice } from '../support/demo-page.js';
 import { RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { apiKey, createSession, uniqueUser, type TestAuthority } from '../support/authority.js';
 import { startNats, type NatsProcess } from '../support/nats-server.js';
@@ -45,12 +45,11 @@ it('a device ended through replica one shows the force-logout notice on replica 
   await a.waitForFunction(() => document.querySelectorAll('#devices li').length === 2);
   expect((await devicesOn(a)).map((d) => [d.sessionId, d.current]).sort()).toEqual([[sidA, true], [sidB, false]].sort());
 
-  const clicked = Date.now();
-  await a.click(`#devices li[data-session-id="${sidB}"] button.end-device`);
-  await b.waitForSelector('#notice:not([hidden])', { timeout: 1000 });
-  expect(Date.now() - clicked).toBeLessThan(1000);
+  const shown = await watchNotice(b);
+  const clicked = await clickInPage(a, `#devices li[data-session-id="${sidB}"] button.end-device`);
+  expect((await shown()) - clicked).toBeLessThan(1000);
   expect(await b.textContent('#notice')).toBe('You were signed out, as requested from one of your devices.');
   expect(await b.isVisible('#signed-out')).toBe(true);
   expect(await a.isVisible('#signed-in')).toBe(true);
   await Promise.all([a.context().close(), b.context().close()]);
-});
+}, 60_000);

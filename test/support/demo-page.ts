@@ -71,3 +71,34 @@ export function countRequests(context: BrowserContext, path: string): { sent: nu
   });
   return counts;
 }
+
+/**
+ * Starts watching for the page's sign-out notice; the returned function waits for
+ * it and answers when it was shown, on the page's clock. Timing in the page leaves
+ * out the test driver's own latency, which a loaded CI machine makes long.
+ */
+export async function watchNotice(page: Page): Promise<() => Promise<number>> {
+  await page.evaluate(() => {
+    const notice = document.getElementById('notice')!;
+    const g = globalThis as { noticeShownAt?: number };
+    g.noticeShownAt = undefined;
+    new MutationObserver(() => {
+      if (!notice.hidden) g.noticeShownAt ??= Date.now();
+    }).observe(notice, { attributes: true });
+  });
+  return async () => {
+    await page.waitForSelector('#notice:not([hidden])', { timeout: 5000 });
+    return page.evaluate(() => (globalThis as { noticeShownAt?: number }).noticeShownAt!);
+  };
+}
+
+/** Clicks `selector` from inside the page; answers the page's time of the click. */
+export function clickInPage(page: Page, selector: string): Promise<number> {
+  return page.evaluate((s) => {
+    const element = document.querySelector<HTMLElement>(s);
+    if (!element) throw new Error(`no ${s} on the page`);
+    const at = Date.now();
+    element.click();
+    return at;
+  }, selector);
+}
