@@ -8,6 +8,8 @@ import { requestIdFrom, toWireError } from "../transport/call-context.js";
 import type { CorsPolicy } from "./cors-policy.js";
 import { headerOf, readJsonBody, sendJson, type HttpRoute } from "./json-http.js";
 import type { IssuedPair, LogoutScope, SessionService } from "./session-service.js";
+// The wire shape is the client SDK's: one definition for both ends (a type, erased at run time).
+import type { SessionGrant } from "../client/session-grant.js";
 
 /**
  * Browser (SPA) mode on the HTTP port. The refresh token lives only in an
@@ -34,17 +36,6 @@ export interface BrowserEndpointsOptions {
   cors: CorsPolicy;
   clock: Clock;
   logger: Logger;
-}
-
-/** What the page keeps: no refresh token, that is in the cookie. Times in ms since the epoch. */
-export interface SessionGrant {
-  sessionId: string;
-  userId: string;
-  accessToken: string;
-  accessTokenExpiresAt: number;
-  /** When the refresh cookie stops working if unused (the idle deadline). */
-  refreshExpiresAt: number;
-  sessionExpiresAt: number;
 }
 
 type Reply = { status: number; body: unknown; cookie?: string };
