@@ -3,15 +3,18 @@ import { randomBytes } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import type { Config } from "../config/config.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { SessionAuthorityService } from "../gen/sessionauthority/v1/authority_pb.js";
 import { systemClock, type Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import type { SessionStore } from "../store/session-store.js";
-import type { Handlers } from "../transport/call-context.js";
+import type { Handlers, ServedService } from "../transport/call-context.js";
 import { connectHandler } from "../transport/connect-service.js";
 import { grpcJsService } from "../transport/grpc-js-service.js";
 import { grpcServerCredentials } from "../transport/grpc-server-credentials.js";
 import { startH2GrpcServer } from "../transport/h2-grpc-server.js";
+import { HealthStatus } from "../transport/health-service.js";
+import { reflectionServices } from "../transport/reflection-service.js";
 import { closeHttp, listen } from "../transport/listen.js";
 import { LocalSessionEndFeed } from "../events/local-session-end-feed.js";
 import { NatsSessionEndFeed } from "../events/nats-session-end-feed.js";
@@ -71,6 +74,8 @@ export interface RunningAuthority {
   handlers: Handlers;
   /** The session-end feed WatchSession listens to. */
   sessionEnds: SessionEndFeed;
+  /** grpc.health.v1 on the gRPC port: SERVING from start until stop() begins. */
+  health: HealthStatus;
   watch: SessionWatch;
   stop(): Promise<void>;
 }
@@ -132,11 +137,20 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     metrics.rpcDuration,
   );
 
+  // Health follows the process, not the store: with every replica on one Redis,
+  // an outage would take them all out of the load balancer at once, turning the
+  // clear UNAVAILABLE answers (and the store-error alerts) into refused connections.
+  // It drops to NOT_SERVING when stop() begins, so traffic drains first.
+  const grpcHealth = new HealthStatus([SessionAuthorityService.typeName]);
+  const served: ServedService[] = [{ service: SessionAuthorityService, handlers }, { service: Health, handlers: grpcHealth.handlers() }];
+  // Reflection needs a bidirectional stream: on the gRPC port only (HTTP/1.1 cannot carry one).
+  const grpcServices = [...served, ...reflectionServices(served.map((s) => s.service))];
+
   // Plaintext gRPC (a service mesh or loopback) is served by the bare-HTTP/2 server,
   // which measured faster; TLS and client certificates by grpc-js, whose credentials
   // carry them. The handlers are the same either way.
   const grpcServer = config.tls ? await startGrpcJs() : await startH2GrpcServer({
-    host: config.host, port: config.grpcPort, services: [{ service: SessionAuthorityService, handlers }], logger, maxMessageBytes: MAX_MESSAGE_BYTES,
+    host: config.host, port: config.grpcPort, services: grpcServices, logger, maxMessageBytes: MAX_MESSAGE_BYTES,
   });
   const grpcPort = grpcServer.port;
 
@@ -145,8 +159,10 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
       "grpc.keepalive_permit_without_calls": 1,
     });
-    const { definition, implementation } = grpcJsService(SessionAuthorityService, handlers, logger);
-    server.addService(definition, implementation);
+    for (const { service, handlers } of grpcServices) {
+      const { definition, implementation } = grpcJsService(service, handlers, logger);
+      server.addService(definition, implementation);
+    }
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${config.host}:${config.grpcPort}`, grpcServerCredentials(config.tls), (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -164,7 +180,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     };
   }
 
-  const connect = connectHandler([{ service: SessionAuthorityService, handlers }], logger, MAX_MESSAGE_BYTES);
+  const connect = connectHandler(served, logger, MAX_MESSAGE_BYTES);
   const cors = new CorsPolicy(config.allowedOrigins);
   const browser = createBrowserEndpoints({ sessions, cors, clock, logger });
   const extra = options.httpRoutes?.({ sessions, cors, clock, logger });
@@ -181,6 +197,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   });
   const httpPort = await listen(httpServer, config.host, config.httpPort);
   telemetry.start();
+  grpcHealth.setAll(true);
 
   return {
     grpcPort,
@@ -193,7 +210,9 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     relay,
     sessionEnds,
     watch,
+    health: grpcHealth,
     async stop() {
+      grpcHealth.setAll(false);
       keys.stop();
       telemetry.stop();
       // Open watches end first (UNAVAILABLE), or the servers would wait for them.

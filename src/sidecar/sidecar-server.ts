@@ -9,6 +9,7 @@ import type { Logger } from "../shared/logger.js";
 import { connectHandler } from "../transport/connect-service.js";
 import { startH2GrpcServer } from "../transport/h2-grpc-server.js";
 import { HealthStatus } from "../transport/health-service.js";
+import { reflectionServices } from "../transport/reflection-service.js";
 import { closeHttp, listen } from "../transport/listen.js";
 import type { Verifier } from "../verifier/verifier.js";
 import { registerVerifierMetrics } from "../verifier/verifier-metrics.js";
@@ -32,7 +33,8 @@ export interface RunningSidecar {
  * (bare node:http2: about 1.5x grpc-js's calls per second on this hot path)
  * and Connect/JSON (HTTP/1.1), grpc.health.v1 whose status follows
  * the verifier's readiness (not ready, or a stale feed in fail-closed mode, is
- * NOT_SERVING), and GET /healthz, /readyz, /status and /metrics.
+ * NOT_SERVING), server reflection on the gRPC port, and GET /healthz, /readyz,
+ * /status and /metrics.
  */
 export async function startSidecar(config: SidecarConfig, verifier: Verifier, logger: Logger, registry = new Registry()): Promise<RunningSidecar> {
   const unregister = registerVerifierMetrics(verifier, registry);
@@ -54,7 +56,9 @@ export async function startSidecar(config: SidecarConfig, verifier: Verifier, lo
     { service: SessionAuthorityService, handlers },
     { service: Health, handlers: health.handlers() },
   ];
-  const grpcServer = await startH2GrpcServer({ host: config.host, port: config.grpcPort, services, logger, maxMessageBytes: MAX_MESSAGE_BYTES });
+  // Reflection (a bidirectional stream) on the gRPC port only: HTTP/1.1 cannot carry it.
+  const grpcServices = [...services, ...reflectionServices(services.map((s) => s.service))];
+  const grpcServer = await startH2GrpcServer({ host: config.host, port: config.grpcPort, services: grpcServices, logger, maxMessageBytes: MAX_MESSAGE_BYTES });
   const connect = connectHandler(services, logger, MAX_MESSAGE_BYTES);
   const httpServer: Server = createServer((req, res) => {
     if (req.method === "GET" && (req.url === "/healthz" || req.url === "/readyz" || req.url === "/status")) {

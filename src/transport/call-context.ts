@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { STATUS_OF } from "./status-table.js";
 import { AuthorityError, type ErrorCode } from "../shared/errors.js";
@@ -45,8 +45,17 @@ export type UnaryHandler<I = any, O = any> = (request: I, context: CallContext) 
  */
 export type ServerStreamHandler<I = any, O = any> = (request: I, context: CallContext, signal: AbortSignal) => AsyncIterable<O>;
 
+/**
+ * A bidirectional-streaming RPC: `requests` yields the client's messages until
+ * it half-closes (a malformed one throws INVALID_ARGUMENT from the iteration);
+ * the messages the handler yields go out as they come, so it may answer each
+ * request before the next arrives. `signal` is as for server streams. The
+ * Connect HTTP/1.1 port cannot carry these; the gRPC ports can.
+ */
+export type BidiStreamHandler<I = any, O = any> = (requests: AsyncIterable<I>, context: CallContext, signal: AbortSignal) => AsyncIterable<O>;
+
 /** The handlers of a service, keyed by the method's local name; the method's kind says which shape. */
-export type Handlers = Record<string, UnaryHandler | ServerStreamHandler>;
+export type Handlers = Record<string, UnaryHandler | ServerStreamHandler | BidiStreamHandler>;
 
 /** A service and the handlers of its RPCs, keyed by the method's local name. */
 export interface ServedService {
@@ -77,6 +86,15 @@ export function* serverStreamingMethods({ service, handlers }: ServedService): G
     const handler = handlers[method.localName];
     if (method.methodKind !== "server_streaming" || !handler) continue;
     yield { method: method as DescMethodServerStreaming, handler: handler as ServerStreamHandler };
+  }
+}
+
+/** The bidirectional-streaming methods that have a handler; like server streams, one without answers UNIMPLEMENTED. */
+export function* bidiStreamingMethods({ service, handlers }: ServedService): Generator<{ method: DescMethodBiDiStreaming; handler: BidiStreamHandler }> {
+  for (const method of service.methods) {
+    const handler = handlers[method.localName];
+    if (method.methodKind !== "bidi_streaming" || !handler) continue;
+    yield { method: method as DescMethodBiDiStreaming, handler: handler as BidiStreamHandler };
   }
 }
 

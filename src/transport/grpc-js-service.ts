@@ -3,7 +3,9 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
-import { requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers } from "./call-context.js";
+import {
+  bidiStreamingMethods, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers,
+} from "./call-context.js";
 import { clientCertificateOf } from "./peer-certificate.js";
 
 /**
@@ -53,42 +55,82 @@ export function grpcJsService(
       responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
     };
     implementation[method.localName] = (call: grpc.ServerWritableStream<Buffer, unknown>) => {
-      const context = contextOf(call);
-      // grpc-js emits 'cancelled' on client cancel, deadline and shutdown.
-      const ended = new AbortController();
-      call.once("cancelled", () => ended.abort());
-      const failCall = (error: unknown) => {
-        if (ended.signal.aborted) return;
-        ended.abort();
-        const wire = toWireError(error, logger, method.name, context.requestId);
-        const metadata = new grpc.Metadata();
-        metadata.set(ERROR_CODE_HEADER, wire.domainCode);
-        call.emit("error", { code: wire.code as number, details: wire.message, metadata });
-      };
+      const { context, ended, failCall } = streamCall(call, logger, method.name);
       let request;
       try {
         request = fromBinary(method.input, call.request);
       } catch {
         return failCall(new AuthorityError("invalid_argument", `request is not a valid ${method.input.typeName}`));
       }
-      void (async () => {
-        for await (const message of handler(request, context, ended.signal)) {
-          if (ended.signal.aborted) return;
-          // Backpressure: wait for the buffer to drain (or the call to end).
-          if (!call.write(message)) {
-            await new Promise<void>((resolve) => {
-              call.once("drain", resolve);
-              ended.signal.addEventListener("abort", () => resolve(), { once: true });
-            });
-          }
-        }
-        if (ended.signal.aborted) return;
-        ended.abort();
-        call.end();
-      })().catch(failCall);
+      pump(call, handler(request, context, ended.signal), ended).catch(failCall);
+    };
+  }
+  for (const { method, handler } of bidiStreamingMethods({ service, handlers })) {
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (m: any) => serialize(method.input, m),
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (m: any) => serialize(method.output, m),
+      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+    };
+    implementation[method.localName] = (call: grpc.ServerDuplexStream<Buffer, unknown>) => {
+      const { context, ended, failCall } = streamCall(call, logger, method.name);
+      pump(call, handler(requestsOf(call, method.input), context, ended.signal), ended).catch(failCall);
     };
   }
   return { definition: definition as grpc.ServiceDefinition, implementation };
+}
+
+type StreamingCall = grpc.ServerWritableStream<Buffer, unknown> | grpc.ServerDuplexStream<Buffer, unknown>;
+
+/** A streaming call's context, the signal that aborts when it ends, and how to end it with an error. */
+function streamCall(call: StreamingCall, logger: Logger, method: string) {
+  const context = contextOf(call);
+  // grpc-js emits 'cancelled' on client cancel, deadline and shutdown.
+  const ended = new AbortController();
+  call.once("cancelled", () => ended.abort());
+  const failCall = (error: unknown) => {
+    if (ended.signal.aborted) return;
+    ended.abort();
+    const wire = toWireError(error, logger, method, context.requestId);
+    const metadata = new grpc.Metadata();
+    metadata.set(ERROR_CODE_HEADER, wire.domainCode);
+    call.emit("error", { code: wire.code as number, details: wire.message, metadata });
+  };
+  return { context, ended, failCall };
+}
+
+/** Writes what the handler yields, with backpressure, then ends the call with OK (unless it ended first). */
+async function pump(call: StreamingCall, messages: AsyncIterable<unknown>, ended: AbortController): Promise<void> {
+  for await (const message of messages) {
+    if (ended.signal.aborted) return;
+    if (!call.write(message)) {
+      await new Promise<void>((resolve) => {
+        call.once("drain", resolve);
+        ended.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+    }
+  }
+  if (ended.signal.aborted) return;
+  ended.abort();
+  call.end();
+}
+
+/** The client's messages, decoded one by one; one that does not decode is INVALID_ARGUMENT. */
+async function* requestsOf(call: grpc.ServerDuplexStream<Buffer, unknown>, input: DescMessage): AsyncGenerator<unknown> {
+  // destroyOnReturn: false, or a handler that stops reading early would cancel the call before its answer went out.
+  // (grpc-js ends this side when the call is cancelled, so the loop cannot outlive the call.)
+  for await (const bytes of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    let message: unknown;
+    try {
+      message = fromBinary(input, bytes);
+    } catch {
+      throw new AuthorityError("invalid_argument", `request is not a valid ${input.typeName}`);
+    }
+    yield message;
+  }
 }
 
 function serialize(schema: DescMessage, message: any): Buffer {
@@ -96,7 +138,7 @@ function serialize(schema: DescMessage, message: any): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown> | grpc.ServerWritableStream<Buffer, unknown>): CallContext {
+function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown> | StreamingCall): CallContext {
   const header = (name: string) => {
     const v = call.metadata.get(name)[0];
     return typeof v === "string" ? v : undefined;

@@ -5,8 +5,8 @@ import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import {
-  requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type ServedService, type ServerStreamHandler,
-  type UnaryHandler, type WireError,
+  bidiStreamingMethods, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type BidiStreamHandler, type CallContext,
+  type ServedService, type ServerStreamHandler, type UnaryHandler, type WireError,
 } from "./call-context.js";
 import { listen } from "./listen.js";
 
@@ -27,10 +27,17 @@ export interface H2GrpcServer {
 type Route = { name: string; input: DescMessage; output: DescMessage } & (
   | { kind: "unary"; handler: UnaryHandler }
   | { kind: "stream"; handler: ServerStreamHandler }
+  | { kind: "bidi"; handler: BidiStreamHandler }
 );
 
 /** A protocol failure carries no domain code, as grpc-js sends none for these. */
 type Status = Pick<WireError, "code" | "message"> & { domainCode?: WireError["domainCode"] };
+
+/** Ends a call once: with OK or a status. Later calls do nothing. */
+type EndCall = (status: Status | "ok") => void;
+
+/** Thrown to a handler reading a request stream that has already ended the call (protocol error, reset, deadline). */
+class CallEnded extends Error {}
 
 // application/grpc, optionally +proto: a +json or grpc-web body would decode as garbage.
 const CONTENT_TYPE = /^application\/grpc(?:\+proto)?(?:;|$)/i;
@@ -45,13 +52,14 @@ const OK_TRAILERS = { "grpc-status": "0", "grpc-message": "OK" };
 const ignore = () => {};
 
 /**
- * Unary and server-streaming gRPC over cleartext HTTP/2 on bare node:http2: the
- * verifier sidecar's hot path, where grpc-js's general machinery (interceptors,
- * compression, channelz) cost about a third of the calls per second (h2load,
- * trivial handler) for nothing the sidecar uses.
- * Identity encoding only; exactly one request message per call (0 or 2+ is
- * UNIMPLEMENTED, the gRPC status-code doc's "request cardinality violation",
- * as grpc-js answers too).
+ * Unary, server-streaming and bidirectional-streaming gRPC over cleartext
+ * HTTP/2 on bare node:http2: the verifier sidecar's hot path, where grpc-js's
+ * general machinery (interceptors, compression, channelz) cost about a third of
+ * the calls per second (h2load, trivial handler) for nothing the sidecar uses.
+ * Identity encoding only; exactly one request message per unary or
+ * server-streaming call (0 or 2+ is UNIMPLEMENTED, the gRPC status-code doc's
+ * "request cardinality violation", as grpc-js answers too). Client-streaming
+ * methods have no route (nothing of ours has one).
  */
 export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcServer> {
   const routes = new Map<string, Route>();
@@ -62,6 +70,9 @@ export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcS
     }
     for (const { method, handler } of serverStreamingMethods(served)) {
       routes.set(`/${served.service.typeName}/${method.name}`, { kind: "stream", name: method.name, input: method.input, output: method.output, handler });
+    }
+    for (const { method, handler } of bidiStreamingMethods(served)) {
+      routes.set(`/${served.service.typeName}/${method.name}`, { kind: "bidi", name: method.name, input: method.input, output: method.output, handler });
     }
   }
   // Open server streams, so close() can end them (UNAVAILABLE: the client reconnects elsewhere).
@@ -108,7 +119,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
   let timer: NodeJS.Timeout | undefined;
   // Streams only (unary calls skip its cost): aborted when the call ends for any reason, so the handler stops.
   let ended: AbortController | undefined;
-  const fail = (status: Status) => {
+  const fail: EndCall = (status) => {
     if (done) return;
     done = true;
     clearTimeout(timer);
@@ -126,6 +137,16 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
     if (!m) return fail({ code: Code.Internal, message: `invalid grpc-timeout "${String(timeout).slice(0, 20)}"` });
     const ms = Number(m[1]) * UNIT_MS[m[2]!]!;
     if (ms <= MAX_TIMER_MS) timer = setTimeout(() => fail({ code: Code.DeadlineExceeded, message: "deadline exceeded" }), ms);
+  }
+
+  if (route.kind === "bidi") {
+    // The handler starts at once and reads requests as they arrive; HTTP/2 flow
+    // control holds the client back while it does not read.
+    const context = contextOf(headers);
+    const call = (ended = new AbortController());
+    const requests = readMessages(stream, route.input, o.maxMessageBytes, call.signal, fail);
+    const wireError = (error: unknown) => toWireError(error, o.logger, route.name, context.requestId);
+    return runStream(stream, streams, route.handler(requests, context, call.signal), route.output, call.signal, fail, wireError);
   }
 
   const chunks: Buffer[] = [];
@@ -159,17 +180,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
     }
     if (route.kind === "stream") {
       const call = (ended = new AbortController());
-      const shutdown = () => fail({ code: Code.Unavailable, message: "the server is shutting down" });
-      streams.add(shutdown);
-      call.signal.addEventListener("abort", () => streams.delete(shutdown));
-      const succeed = () => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        call.abort();
-        finish(stream, "ok");
-      };
-      return void sendStream(stream, route.handler(request, context, call.signal), route.output, call.signal).then(succeed, (error) => fail(wireError(error)));
+      return runStream(stream, streams, route.handler(request, context, call.signal), route.output, call.signal, fail, wireError);
     }
     route.handler(request, context).then(
       (response) => {
@@ -199,6 +210,77 @@ function contextOf(headers: IncomingHttpHeaders): CallContext {
     return typeof v === "string" ? v : undefined;
   };
   return { header, requestId: requestIdFrom(header("x-request-id")) };
+}
+
+/**
+ * Runs a streaming call to its end: OK when the handler returns, its error when
+ * it throws, UNAVAILABLE when the server closes first.
+ */
+function runStream(
+  stream: ServerHttp2Stream, streams: Set<() => void>, messages: AsyncIterable<unknown>, output: DescMessage, ended: AbortSignal,
+  end: EndCall, wireError: (error: unknown) => WireError,
+): void {
+  const shutdown = () => end({ code: Code.Unavailable, message: "the server is shutting down" });
+  streams.add(shutdown);
+  ended.addEventListener("abort", () => streams.delete(shutdown));
+  // Once the call has ended, whatever the handler throws (typically CallEnded) is moot, and not worth a log line.
+  sendStream(stream, messages, output, ended).then(
+    () => end("ok"),
+    (error) => void (ended.aborted || error instanceof CallEnded || end(wireError(error))),
+  );
+}
+
+/**
+ * The request messages of a bidirectional stream, decoded as they complete,
+ * until the client half-closes. A protocol error ends the call itself (so the
+ * status is right whatever the handler does) and then throws CallEnded; a
+ * message that does not decode throws INVALID_ARGUMENT for the handler to pass on.
+ */
+async function* readMessages(stream: ServerHttp2Stream, input: DescMessage, maxBytes: number, ended: AbortSignal, end: EndCall): AsyncGenerator<unknown> {
+  const refuse = (status: Status) => {
+    end(status);
+    return new CallEnded(status.message);
+  };
+  // destroyOnReturn: false, or a handler that stops reading early would reset the stream before its answer went out.
+  const chunks = stream.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
+  // After a deadline or close() a client may still hold its side open; the handler must not wait on it.
+  const over = new Promise<IteratorResult<Buffer>>((resolve) => {
+    ended.addEventListener("abort", () => resolve({ done: true, value: undefined }), { once: true });
+  });
+  let pending: Buffer = Buffer.alloc(0);
+  try {
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await Promise.race([chunks.next(), over]);
+      } catch {
+        throw new CallEnded("the client reset the stream");
+      }
+      if (ended.aborted) throw new CallEnded("the call has ended");
+      if (next.done) break;
+      pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
+      while (pending.length >= 5) {
+        const length = pending.readUInt32BE(1);
+        if (pending[0] === 1) throw refuse({ code: Code.Unimplemented, message: "compressed messages are not supported (grpc-accept-encoding: identity)" });
+        if (pending[0] !== 0) throw refuse({ code: Code.Internal, message: `invalid message flags ${pending[0]}` });
+        if (length > maxBytes) throw refuse({ code: Code.ResourceExhausted, message: `request message of ${length} bytes exceeds the limit of ${maxBytes}` });
+        if (pending.length < 5 + length) break;
+        const bytes = pending.subarray(5, 5 + length);
+        pending = pending.subarray(5 + length);
+        let message: unknown;
+        try {
+          message = fromBinary(input, bytes);
+        } catch {
+          throw new AuthorityError("invalid_argument", `request is not a valid ${input.typeName}`);
+        }
+        yield message;
+        if (ended.aborted) throw new CallEnded("the call has ended");
+      }
+    }
+    if (pending.length > 0) throw refuse({ code: Code.Internal, message: "request message truncated" });
+  } finally {
+    void chunks.return?.()?.catch(ignore);
+  }
 }
 
 /**

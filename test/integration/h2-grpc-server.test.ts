@@ -1,23 +1,27 @@
-// The bare node:http2 unary gRPC server (the sidecar's gRPC port) against real
-// clients: a plain @grpc/grpc-js client, connect-node's gRPC transport, and raw
+// The bare node:http2 gRPC server (the sidecar's gRPC port; unary, server and
+// bidirectional streams) against real clients: a plain @grpc/grpc-js client, connect-node's gRPC transport, and raw
 // node:http2 requests for the protocol edge cases no well-behaved client sends.
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { gzipSync } from 'node:zlib';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import * as grpcJs from '@grpc/grpc-js';
 import { Code, createClient } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus } from '../../src/gen/grpc/health/v1/health_pb.js';
 import {
+  ServerReflection, ServerReflectionRequestSchema, ServerReflectionResponseSchema, type ServerReflectionRequest,
+} from '../../src/gen/grpc/reflection/v1/reflection_pb.js';
+import {
   SessionAuthorityService, ValidateTokenRequestSchema, ValidateTokenResponseSchema,
 } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { AuthorityError } from '../../src/shared/errors.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { UnaryHandler } from '../../src/transport/call-context.js';
+import type { BidiStreamHandler, UnaryHandler } from '../../src/transport/call-context.js';
 import { HealthStatus } from '../../src/transport/health-service.js';
 import { percentEncode, startH2GrpcServer, type H2GrpcServer } from '../../src/transport/h2-grpc-server.js';
 import { expectRpcError, grpcJsCall, grpcJsRawCall, newGrpcJsClient, sleep, SERVICE_PATH } from '../support/authority.js';
+import { until } from '../support/sidecars.js';
 
 const VALIDATE = `${SERVICE_PATH}/ValidateToken`;
 const MAX = 64 * 1024;
@@ -376,6 +380,179 @@ describe('h2 gRPC server close()', () => {
       expect(took).toBeLessThan(3000);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('h2 gRPC server: bidirectional streams', () => {
+  // grpc.reflection.v1's ServerReflectionInfo stands in for any bidi method; the
+  // test handler answers each request by its host: "fail" throws a domain
+  // error, "slow:<ms>" answers after ms, "twice" answers two messages, anything
+  // else one message echoing the host and the x-user header.
+  const BIDI = `/${ServerReflection.typeName}/ServerReflectionInfo`;
+  const handlerRuns = { started: 0, finished: 0 };
+  const echo: BidiStreamHandler<ServerReflectionRequest> = async function* (requests, ctx) {
+    handlerRuns.started++;
+    try {
+      for await (const r of requests) {
+        const [kind, arg] = r.host.split(':');
+        if (kind === 'fail') throw new AuthorityError('permission_denied', 'no echo for you');
+        if (kind === 'slow') await sleep(Number(arg));
+        const reply = create(ServerReflectionResponseSchema, { validHost: `${r.host}/${ctx.header('x-user') ?? ''}` });
+        yield reply;
+        if (kind === 'twice') yield reply;
+      }
+    } finally {
+      handlerRuns.finished++;
+    }
+  };
+  const request = (host: string) => toBinary(ServerReflectionRequestSchema, create(ServerReflectionRequestSchema, { host }));
+  /** The hosts of the responses in a raw body of 5-byte-prefixed messages. */
+  const hostsIn = (data: Buffer) => {
+    const hosts: string[] = [];
+    for (let at = 0; at < data.length; ) {
+      const length = data.readUInt32BE(at + 1);
+      hosts.push(fromBinary(ServerReflectionResponseSchema, data.subarray(at + 5, at + 5 + length)).validHost);
+      at += 5 + length;
+    }
+    return hosts;
+  };
+  /**
+   * A bidi call the client never half-closes: resolves with the status the
+   * server sent (in a trailers-only response or the trailers), or "closed" if
+   * the stream closed without one.
+   */
+  const openCall = (session: ClientHttp2Session, headers: OutgoingHttpHeaders = {}) => {
+    const stream = session.request({ ':method': 'POST', ':path': BIDI, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+    stream.on('error', () => {});
+    const status = new Promise<string>((resolve) => {
+      const look = (h: IncomingHttpHeaders) => h['grpc-status'] !== undefined && resolve(h['grpc-status'] as string);
+      stream.on('response', look);
+      stream.on('trailers', look);
+      stream.on('close', () => resolve('closed'));
+      stream.resume();
+    });
+    return { stream, status };
+  };
+
+  let server: H2GrpcServer;
+  let target: string;
+  let raw: ClientHttp2Session;
+  beforeAll(async () => {
+    server = await startH2GrpcServer({
+      host: '127.0.0.1', port: 0, logger: silentLogger, maxMessageBytes: MAX,
+      services: [{ service: ServerReflection, handlers: { serverReflectionInfo: echo } }],
+    });
+    target = `127.0.0.1:${server.port}`;
+    raw = connect(`http://${target}`);
+    raw.on('error', () => {});
+  });
+  afterAll(async () => {
+    raw?.close();
+    await server?.close();
+  });
+
+  it('answers each request before the client sends the next, and ends OK when the client half-closes', async () => {
+    const m = new grpcJs.Metadata();
+    m.set('x-user', 'carol');
+    const client = newGrpcJsClient(target);
+    const call = client.makeBidiStreamRequest(BIDI, (b: Buffer) => b, (b: Buffer) => fromBinary(ServerReflectionResponseSchema, b), m);
+    const got: string[] = [];
+    call.on('data', (r: { validHost: string }) => got.push(r.validHost));
+    const status = new Promise<grpcJs.StatusObject>((resolve) => call.on('status', resolve));
+    try {
+      for (const host of ['one', 'two', 'twice']) {
+        const before = got.length;
+        call.write(Buffer.from(request(host)));
+        await until(() => got.length > before, 2000, `answer to ${host}`);
+      }
+      expect(got).toEqual(['one/carol', 'two/carol', 'twice/carol', 'twice/carol']);
+      call.end();
+      expect((await status).code).toBe(grpcJs.status.OK);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('takes messages however they are framed: several in one DATA frame, one across many', async () => {
+    const split = frame(request('split'));
+    const res = await rawRequest(raw, {
+      path: BIDI,
+      body: [Buffer.concat([frame(request('a')), frame(request('b'))]), ...[...split].map((b) => Buffer.from([b]))],
+    });
+    expect(res.grpcStatus).toBe('0');
+    expect(hostsIn(res.data)).toEqual(['a/', 'b/', 'split/']);
+    // No request at all is fine for a stream: OK, no message.
+    const none = await rawRequest(raw, { path: BIDI });
+    expect({ status: none.grpcStatus, bytes: none.data.length }).toEqual({ status: '0', bytes: 0 });
+  });
+
+  it('a handler error ends the stream after the messages already sent, with its status and sa-error-code', async () => {
+    const res = await rawRequest(raw, { path: BIDI, body: [frame(request('a')), frame(request('fail')), frame(request('never'))] });
+    expect(hostsIn(res.data)).toEqual(['a/']);
+    expect(res.trailers).toMatchObject({ 'grpc-status': String(Code.PermissionDenied), 'grpc-message': 'no echo for you', 'sa-error-code': 'permission_denied' });
+  });
+
+  it('protocol errors: oversized (from the prefix alone), compressed, truncated; an undecodable message is INVALID_ARGUMENT', async () => {
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(MAX + 1, 1);
+    const big = openCall(raw);
+    big.stream.write(Buffer.concat([frame(request('a')), prefix]));
+    expect(await big.status).toBe(String(Code.ResourceExhausted));
+    big.stream.close();
+
+    const compressed = await rawRequest(raw, { path: BIDI, body: [frame(gzipSync(request('a')), 1)] });
+    expect(compressed.grpcStatus).toBe(String(Code.Unimplemented));
+    const truncated = await rawRequest(raw, { path: BIDI, body: [frame(request('a')).subarray(0, 6)] });
+    expect(truncated.grpcStatus).toBe(String(Code.Internal));
+    const garbage = await rawRequest(raw, { path: BIDI, body: [frame(request('a')), frame(Buffer.from([0xff, 0xff, 0xff]))] });
+    expect(hostsIn(garbage.data)).toEqual(['a/']);
+    expect(garbage.trailers).toMatchObject({ 'grpc-status': String(Code.InvalidArgument), 'sa-error-code': 'invalid_argument' });
+  });
+
+  it('a deadline, a cancelling client and close() each end the call and stop the handler', async () => {
+    const before = { ...handlerRuns };
+    // Deadline: the client keeps its side open and sends nothing.
+    const started = Date.now();
+    const late = openCall(raw, { 'grpc-timeout': '100m' });
+    late.stream.write(frame(request('a')));
+    expect(await late.status).toBe(String(Code.DeadlineExceeded));
+    expect(Date.now() - started).toBeLessThan(1000);
+    // Its handler stops although the client still holds its side of the stream open.
+    await until(() => handlerRuns.finished >= before.finished + 1, 2000, 'handler of the expired call finished');
+    late.stream.close();
+
+    // grpc-js cancel while the handler waits for the next request.
+    const client = newGrpcJsClient(target);
+    const call = client.makeBidiStreamRequest(BIDI, (b: Buffer) => b, (b: Buffer) => b);
+    call.on('error', () => {});
+    call.on('data', () => {});
+    call.write(Buffer.from(request('a')));
+    await until(() => handlerRuns.started >= before.started + 2, 2000, 'second handler started');
+    call.cancel();
+    await until(() => handlerRuns.finished >= before.finished + 2, 2000, 'handlers of the deadline and the cancel finished');
+    client.close();
+
+    // close(): an open stream ends with UNAVAILABLE at once, not after the grace period.
+    const own = await startH2GrpcServer({
+      host: '127.0.0.1', port: 0, logger: silentLogger, maxMessageBytes: MAX, services: [{ service: ServerReflection, handlers: { serverReflectionInfo: echo } }],
+    });
+    const session = connect(`http://127.0.0.1:${own.port}`);
+    session.on('error', () => {});
+    try {
+      const open = openCall(session);
+      open.stream.write(frame(request('a')));
+      await until(() => handlerRuns.started >= before.started + 3, 2000, 'third handler started');
+      const closing = Date.now();
+      const closed = own.close();
+      expect(await open.status).toBe(String(Code.Unavailable));
+      expect(Date.now() - closing).toBeLessThan(1000);
+      await until(() => handlerRuns.finished === handlerRuns.started, 2000, 'every handler finished');
+      // This client never half-closes, so close() would wait out its grace period for it.
+      session.destroy();
+      await closed;
+    } finally {
+      session.destroy();
     }
   });
 });
