@@ -63,13 +63,14 @@ function reflectionSuite(target: () => { address: string; credentials?: grpcJs.C
         const names = listed.messageResponse.case === 'listServicesResponse' ? listed.messageResponse.value.service.map((s) => s.name) : [];
         expect(names.sort()).toEqual([...SERVICES].sort());
 
-        // The service's file, with its import google/protobuf/timestamp.proto along.
+        // The service's file, with its imports (google/protobuf/timestamp.proto, …) along.
         const byService = filesOf(await stream.ask({ messageRequest: { case: 'fileContainingSymbol', value: SessionAuthorityService.typeName } }));
         const authorityFile = byService[0]!;
         expect(authorityFile.name).toBe(AUTHORITY_FILE);
         expect(authorityFile.package).toBe('sessionauthority.v1');
         expect(authorityFile.dependency).toContain('google/protobuf/timestamp.proto');
-        expect(byService.map((f) => f.name).sort()).toEqual([AUTHORITY_FILE, 'google/protobuf/timestamp.proto'].sort());
+        // Every import comes along (authority.proto imports only well-known types, which import nothing).
+        expect(byService.map((f) => f.name).sort()).toEqual([AUTHORITY_FILE, ...authorityFile.dependency].sort());
         const service = authorityFile.service.find((s) => s.name === 'SessionAuthorityService')!;
         expect(service.method.map((m) => m.name)).toEqual(SessionAuthorityService.methods.map((m) => m.name));
         const refresh = service.method.find((m) => m.name === 'Refresh')!;
