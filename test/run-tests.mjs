@@ -12,6 +12,8 @@ const REQUIRED = [
   { bin: 'nats-server', apt: 'nats-server', brew: 'nats-server' },
   // The browser tests (test/browser) drive it with playwright-core; CHROMIUM_PATH overrides the lookup.
   { bin: 'chromium', alt: ['chromium-browser'], env: 'CHROMIUM_PATH', apt: 'chromium', brew: '--cask chromium' },
+  // The deploy tests (test/deploy) check and unit-test the Prometheus alert rules with it.
+  { bin: 'promtool', apt: 'prometheus', brew: 'prometheus' },
 ];
 
 // Debian installs nats-server into /usr/sbin, which is not on a normal user's

@@ -32,7 +32,7 @@ export async function serve(config: Config, dev: boolean): Promise<void> {
       "",
       "session authority is running",
       `  store   ${config.redisUrl || config.redisCluster ? `redis ${describeRedis(config)}` : "in-memory (embedded; set REDIS_URL for Redis)"}`,
-      `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService${grpcSecurity(config)})`,
+      `  gRPC    ${config.host}:${authority.grpcPort}   (sessionauthority.v1.SessionAuthorityService, grpc.health.v1, reflection${grpcSecurity(config)})`,
       `  HTTP    ${http}   (Connect + gRPC-Web; JWKS at ${http}/.well-known/jwks.json; ${http}/metrics)`,
       ...(demo instanceof Error ? [`  demo    unavailable: ${demo.message}`] : demo ? [`  demo    ${http}${DEMO_PATH}/   (sign in as a demo user in two windows; README "Demo")`] : []),
       ...(devKey

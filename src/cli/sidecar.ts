@@ -37,7 +37,7 @@ export async function sidecar(config: SidecarConfig): Promise<void> {
     [
       "",
       "verifier sidecar is running",
-      `  gRPC    ${config.host}:${running.grpcPort}   (ValidateToken, grpc.health.v1)`,
+      `  gRPC    ${config.host}:${running.grpcPort}   (ValidateToken, grpc.health.v1, reflection)`,
       `  HTTP    http://${config.host}:${running.httpPort}   (Connect; /healthz, /readyz, /status, /metrics)`,
       `  keys    ${config.authorityUrl}/.well-known/jwks.json`,
       `  events  ${config.natsUrl}   (fail ${config.failMode} after ${config.maxStalenessMs} ms without them)`,
