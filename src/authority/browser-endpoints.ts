@@ -3,11 +3,10 @@ import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { Clock } from "../shared/clock.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
-import { requestContext } from "../shared/request-context.js";
 import { requestIdFrom, toWireError } from "../transport/call-context.js";
 import type { CorsPolicy } from "./cors-policy.js";
 import { headerOf, readJsonBody, sendJson, type HttpRoute } from "./json-http.js";
-import type { IssuedPair, LogoutScope, SessionService } from "./session-service.js";
+import type { CallScope, IssuedPair, LogoutScope, SessionService } from "./session-service.js";
 // The wire shape is the client SDK's: one definition for both ends (a type, erased at run time).
 import type { SessionGrant } from "../client/session-grant.js";
 
@@ -39,7 +38,7 @@ export interface BrowserEndpointsOptions {
 }
 
 type Reply = { status: number; body: unknown; cookie?: string };
-type Endpoint = (req: IncomingMessage, body: Record<string, unknown>, refreshToken: string | undefined) => Promise<Reply>;
+type Endpoint = (req: IncomingMessage, body: Record<string, unknown>, refreshToken: string | undefined, call: CallScope) => Promise<Reply>;
 
 /** A node:http handler for /auth/v1/*; returns false for any other path. */
 export function createBrowserEndpoints(o: BrowserEndpointsOptions): HttpRoute {
@@ -55,19 +54,19 @@ export function createBrowserEndpoints(o: BrowserEndpointsOptions): HttpRoute {
   };
 
   const endpoints: Record<string, Endpoint> = {
-    async session(_req, body) {
+    async session(_req, body, _token, call) {
       const code = body.handoffCode;
       if (typeof code !== "string" || !code) throw invalidArgument("handoffCode is required");
-      return granted(await sessions.redeemHandoff(code));
+      return granted(await sessions.redeemHandoff(code, call));
     },
-    async refresh(_req, _body, token) {
-      return granted(await sessions.refresh(cookieRequired(token)));
+    async refresh(_req, _body, token, call) {
+      return granted(await sessions.refresh(cookieRequired(token), call));
     },
-    async logout(_req, body, token) {
+    async logout(_req, body, token, call) {
       const scope = body.scope === undefined ? "current" : SCOPES[String(body.scope)];
       if (!scope) throw invalidArgument('scope must be "current", "all" or "others"');
       const holder = await sessions.refreshTokenHolder(cookieRequired(token));
-      const ended = await sessions.logout({ sub: holder.userId, sid: holder.sid }, scope);
+      const ended = await sessions.logout({ sub: holder.userId, sid: holder.sid }, scope, undefined, call);
       // "others" keeps this browser's session, so its cookie stays.
       return { status: 200, body: { sessionsEnded: ended }, cookie: scope === "others" ? undefined : clearCookie };
     },
@@ -99,8 +98,7 @@ export function createBrowserEndpoints(o: BrowserEndpointsOptions): HttpRoute {
       cors.decorate(req, res, "auth");
       if (headerOf(req, CSRF_HEADER) !== "1") fail(new AuthorityError("permission_denied", `the ${CSRF_HEADER}: 1 header is required`), false);
       else {
-        // In the call's request scope, so the session service's log lines carry its id.
-        requestContext.run({ requestId }, () => readJsonBody(req).then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE))))
+        readJsonBody(req).then((body) => endpoint(req, body, cookie(req, REFRESH_COOKIE), { requestId }))
           .then(
             (reply) => {
               if (reply.cookie) res.setHeader("set-cookie", reply.cookie);

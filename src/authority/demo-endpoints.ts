@@ -4,10 +4,10 @@ import { isIP } from "node:net";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { DemoAssets } from "../demo/demo-assets.js";
 import { AuthorityError, invalidArgument } from "../shared/errors.js";
-import { requestContext } from "../shared/request-context.js";
 import { requestIdFrom, toWireError } from "../transport/call-context.js";
 import type { AuthorityServices } from "./authority-server.js";
 import { headerOf, readJsonBody, sendJson, type HttpRoute } from "./json-http.js";
+import type { CallScope } from "./session-service.js";
 
 /**
  * The development server's demo (`npm start`, never `serve`): a page that signs in
@@ -50,7 +50,7 @@ const PAGE_HEADERS = {
 export function createDemoEndpoints(o: DemoEndpointsOptions): HttpRoute {
   const { sessions, cors, logger, assets } = o;
 
-  async function login(req: IncomingMessage): Promise<unknown> {
+  async function login(req: IncomingMessage, _res: ServerResponse, call: CallScope): Promise<unknown> {
     // A login form posted from another site would sign the victim in as the attacker.
     if (!cors.allows(req)) throw new AuthorityError("permission_denied", "the demo login takes requests from its own page only");
     const body = await readJsonBody(req);
@@ -81,6 +81,7 @@ export function createDemoEndpoints(o: DemoEndpointsOptions): HttpRoute {
         ip: clientIp(req),
       },
       lifetime === undefined ? undefined : (lifetime as number) * 1000,
+      call,
     );
     const handoff = await sessions.createHandoff(pair);
     return { handoffCode: handoff.code };
@@ -108,7 +109,7 @@ export function createDemoEndpoints(o: DemoEndpointsOptions): HttpRoute {
     };
   }
 
-  const api: Record<string, { method: string; run: (req: IncomingMessage, res: ServerResponse) => Promise<unknown> }> = {
+  const api: Record<string, { method: string; run: (req: IncomingMessage, res: ServerResponse, call: CallScope) => Promise<unknown> }> = {
     [`${DEMO_PATH}/v1/login`]: { method: "POST", run: login },
     [`${DEMO_PATH}/v1/me`]: { method: "GET", run: me },
   };
@@ -134,7 +135,7 @@ export function createDemoEndpoints(o: DemoEndpointsOptions): HttpRoute {
     } else {
       res.setHeader("cache-control", "no-store");
       const requestId = requestIdFrom(headerOf(req, "x-request-id"));
-      requestContext.run({ requestId }, () => api[path]!.run(req, res)).then(
+      api[path]!.run(req, res, { requestId }).then(
         (body) => sendJson(res, 200, body),
         (error) => {
           const wire = toWireError(error, logger, path, requestId);

@@ -55,7 +55,7 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
         deviceName: text(req.device?.name ?? "", "device.name", 0, 128),
         userAgent: text(req.userAgent, "user_agent", 0, 1024),
         ip: ipAddress(req.ipAddress),
-      }, maxLifetime(req.maxLifetime));
+      }, maxLifetime(req.maxLifetime), ctx);
       if (req.delivery === TokenDelivery.BROWSER_HANDOFF) {
         // The login service never sees the tokens: the browser collects them at POST /auth/v1/session.
         const handoff = await sessions.createHandoff(issued);
@@ -69,10 +69,10 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
       });
     },
 
-    async refresh(req: RefreshRequest) {
+    async refresh(req: RefreshRequest, ctx) {
       if (!req.refreshToken) throw invalidArgument("refresh_token is required");
       if (req.refreshToken.length > 256) throw new AuthorityError("refresh_token_invalid", "refresh token is malformed");
-      const issued = await sessions.refresh(req.refreshToken);
+      const issued = await sessions.refresh(req.refreshToken, ctx);
       return create(RefreshResponseSchema, {
         sessionId: issued.sid, tokens: pair(issued), sessionExpiresAt: timestampFromMs(issued.sessionExpiresAt),
       });
@@ -95,13 +95,13 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
       switch (t.case) {
         case "accessToken":
           if (t.value.length > deps.maxTokenBytes) throw invalidArgument(`access_token exceeds ${deps.maxTokenBytes} bytes`);
-          ended = await sessions.revoke({ kind: "token", accessToken: t.value }, req.reason);
+          ended = await sessions.revoke({ kind: "token", accessToken: t.value }, req.reason, ctx);
           break;
         case "sessionId":
-          ended = await sessions.revoke({ kind: "session", sid: sessionId(t.value, "session_id") }, req.reason);
+          ended = await sessions.revoke({ kind: "session", sid: sessionId(t.value, "session_id") }, req.reason, ctx);
           break;
         case "userId":
-          ended = await sessions.revoke({ kind: "user", userId: text(t.value, "user_id", 1, 256) }, req.reason);
+          ended = await sessions.revoke({ kind: "user", userId: text(t.value, "user_id", 1, 256) }, req.reason, ctx);
           break;
         default:
           throw invalidArgument("one of access_token, session_id or user_id is required");
@@ -115,7 +115,7 @@ export function createAuthorityHandlers(deps: HandlerDependencies): Record<strin
       if (!scope) throw invalidArgument(`scope ${req.scope} is not a LogoutScope`);
       if (scope === "session") sessionId(req.sessionId, "session_id");
       else if (req.sessionId) throw invalidArgument("session_id goes only with LOGOUT_SCOPE_SESSION");
-      const ended = await sessions.logout(claims, scope, req.sessionId);
+      const ended = await sessions.logout(claims, scope, req.sessionId, ctx);
       return create(LogoutResponseSchema, { sessionsEnded: ended });
     },
 

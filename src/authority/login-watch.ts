@@ -21,7 +21,7 @@ export interface LoginWatchOptions {
 export class LoginWatch {
   constructor(private readonly o: LoginWatchOptions) {}
 
-  async notice(session: StoredSession, now: number): Promise<void> {
+  async notice(session: StoredSession, now: number, requestId?: string): Promise<void> {
     const { keep, forgetAfterMs } = this.o;
     if (keep <= 0 || (!session.deviceId && !session.ip)) return;
     try {
@@ -33,9 +33,9 @@ export class LoginWatch {
         type: "new_device_login", userId: session.userId, sid: session.sid, at: now,
         ...(newDevice ? { deviceId: session.deviceId } : {}),
         ...(newIp ? { ip: session.ip } : {}),
-      });
+      }, requestId);
     } catch (e) {
-      this.o.logger.warn({ err: (e as Error).message, sid: session.sid }, "new-device check failed; the login goes ahead");
+      this.o.logger.warn({ requestId, err: (e as Error).message, sid: session.sid }, "new-device check failed; the login goes ahead");
     }
   }
 }

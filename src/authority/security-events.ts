@@ -23,8 +23,9 @@ export class SecurityEvents {
 
   constructor(private readonly logger: Logger) {}
 
-  record(event: SecurityEvent): void {
-    this.logger.warn({ securityEvent: event.type, userId: event.userId, sid: event.sid, detail: securityEventDetail(event) }, "security event");
+  /** @param requestId the call that caused it, for the log line. */
+  record(event: SecurityEvent, requestId?: string): void {
+    this.logger.warn({ requestId, securityEvent: event.type, userId: event.userId, sid: event.sid, detail: securityEventDetail(event) }, "security event");
     for (const listener of this.listeners) listener(event);
   }
 

@@ -50,6 +50,11 @@ export interface SessionServiceOptions {
   loginWatch?: LoginWatch;
 }
 
+/** The call a piece of work is for: its log lines carry the request id. */
+export interface CallScope {
+  readonly requestId: string;
+}
+
 /** What the login service says about a new session; the rest is the authority's. */
 export type NewSession = Omit<StoredSession, "sid" | "createdAt" | "lastActivityAt" | "idleExpiresAt" | "absoluteExpiresAt">;
 
@@ -96,7 +101,7 @@ export class SessionService {
    * @param maxLifetimeMs shortens the absolute lifetime below the configured one
    *   (a "public computer" sign-in); a longer value changes nothing.
    */
-  async createSession(input: NewSession, maxLifetimeMs?: number): Promise<IssuedPair> {
+  async createSession(input: NewSession, maxLifetimeMs?: number, call?: CallScope): Promise<IssuedPair> {
     const { store, policy, clock } = this.o;
     const now = clock.now();
     const secret = newRefreshSecret();
@@ -110,15 +115,15 @@ export class SessionService {
       idleExpiresAt: Math.min(now + policy.sessionIdleTimeoutMs, now + lifetimeMs),
       absoluteExpiresAt: now + lifetimeMs,
     };
-    const [notBefore] = await Promise.all([store.createSession(session, hashRefreshSecret(secret), now), this.o.loginWatch?.notice(session, now)]);
+    const [notBefore] = await Promise.all([store.createSession(session, hashRefreshSecret(secret), now), this.o.loginWatch?.notice(session, now, call?.requestId)]);
     const access = await this.o.issuer.issue(session, now, notBefore);
     this.remember(session);
     this.o.observer?.sessionCreated();
-    this.o.logger.info({ sid: session.sid, userId: session.userId, clientId: session.clientId }, "session created");
+    this.o.logger.info({ requestId: call?.requestId, sid: session.sid, userId: session.userId, clientId: session.clientId }, "session created");
     return pairOf(session, access, formatRefreshToken(session.sid, secret), session.idleExpiresAt);
   }
 
-  async refresh(refreshToken: string): Promise<IssuedPair> {
+  async refresh(refreshToken: string, call?: CallScope): Promise<IssuedPair> {
     const parsed = parseRefreshToken(refreshToken);
     if (!parsed) throw new AuthorityError("refresh_token_invalid", "refresh token is malformed");
     const presented = hashRefreshSecret(parsed.secret);
@@ -129,7 +134,7 @@ export class SessionService {
     const known = this.sessionClaims.get(parsed.sid);
     if (known) {
       const now = this.o.clock.now();
-      const attempt = await this.rotate(known, parsed.secret, presented, now, undefined);
+      const attempt = await this.rotate(known, parsed.secret, presented, now, undefined, call);
       if (attempt !== "conflict") return attempt;
     }
 
@@ -146,7 +151,7 @@ export class SessionService {
       this.remember(session);
 
       if (timingSafeEqual(refresh.current, presented)) {
-        const rotated = await this.rotate(session, parsed.secret, presented, now, snapshot.userNotBefore);
+        const rotated = await this.rotate(session, parsed.secret, presented, now, snapshot.userNotBefore, call);
         if (rotated !== "conflict") return rotated;
         continue;
       }
@@ -174,7 +179,7 @@ export class SessionService {
       if (outcome === "unknown") throw sessionEnded();
       this.ended({ kind: "session", userId: session.userId, sid: session.sid, reason: RevocationReason.REFRESH_TOKEN_REUSE, at: now });
       await this.o.revocationsPublished?.();
-      this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now });
+      this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now }, call?.requestId);
       this.o.observer?.sessionsEnded(RevocationReason.REFRESH_TOKEN_REUSE, [session.absoluteExpiresAt], now);
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
@@ -215,7 +220,7 @@ export class SessionService {
   }
 
   /** The pair a handoff code stands for, once: a second use, an unknown or an expired code is refused. */
-  async redeemHandoff(code: string): Promise<IssuedPair> {
+  async redeemHandoff(code: string, call?: CallScope): Promise<IssuedPair> {
     const refused = () => new AuthorityError("unauthenticated", "the handoff code is unknown, expired or already used");
     const parsed = parseHandoffCode(code);
     if (!parsed) throw refused();
@@ -225,7 +230,7 @@ export class SessionService {
     if (!pair) throw refused();
     // Revoked while the code was on its way to the browser.
     if (!(await this.o.store.getSession(pair.sid, now))) throw sessionEnded();
-    this.o.logger.info({ sid: pair.sid, userId: pair.userId }, "session handed off to a browser");
+    this.o.logger.info({ requestId: call?.requestId, sid: pair.sid, userId: pair.userId }, "session handed off to a browser");
     return pair;
   }
 
@@ -235,7 +240,7 @@ export class SessionService {
   }
 
   /** Signs the successor pair, seals it for the grace window and compare-and-sets the rotation. */
-  private async rotate(session: StoredSession, secret: string, presented: Buffer, now: number, notBefore: number | undefined): Promise<IssuedPair | "conflict"> {
+  private async rotate(session: StoredSession, secret: string, presented: Buffer, now: number, notBefore: number | undefined, call?: CallScope): Promise<IssuedPair | "conflict"> {
     const { policy, store } = this.o;
     const nextSecret = newRefreshSecret();
     const access = await this.o.issuer.issue(session, now, notBefore);
@@ -258,7 +263,7 @@ export class SessionService {
       this.o.observer?.refreshed("rotated");
       if (result.rateExceeded) {
         const { limit, windowMs } = this.refreshRate!;
-        this.o.events.record({ type: "refresh_rate_exceeded", userId: session.userId, sid: session.sid, at: now, count: limit + 1, windowMs });
+        this.o.events.record({ type: "refresh_rate_exceeded", userId: session.userId, sid: session.sid, at: now, count: limit + 1, windowMs }, call?.requestId);
       }
       return pair;
     }
@@ -315,7 +320,7 @@ export class SessionService {
     return verified;
   }
 
-  async revoke(target: RevokeTarget, reason: RevocationReason): Promise<number> {
+  async revoke(target: RevokeTarget, reason: RevocationReason, call?: CallScope): Promise<number> {
     const { store, clock, logger } = this.o;
     const now = clock.now();
     switch (target.kind) {
@@ -328,7 +333,7 @@ export class SessionService {
         const { claims } = verified;
         await store.revokeToken({ userId: claims.sub, sid: claims.sid, jti: claims.jti, reason, now, coverUntil: claims.exp * 1000 + this.o.policy.clockSkewMs });
         await this.o.revocationsPublished?.();
-        logger.info({ jti: claims.jti, sid: claims.sid, reason }, "access token revoked");
+        logger.info({ requestId: call?.requestId, jti: claims.jti, sid: claims.sid, reason }, "access token revoked");
         return 0;
       }
       case "session": {
@@ -339,7 +344,7 @@ export class SessionService {
         });
         if (result.ended.length) this.ended({ kind: "session", userId, sid: target.sid, reason, at: now });
         await this.o.revocationsPublished?.();
-        logger.info({ sid: target.sid, reason, ended: result.ended.length }, "session revoked");
+        logger.info({ requestId: call?.requestId, sid: target.sid, reason, ended: result.ended.length }, "session revoked");
         this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
@@ -349,7 +354,7 @@ export class SessionService {
         });
         this.ended({ kind: "user", userId: target.userId, reason, at: now });
         await this.o.revocationsPublished?.();
-        logger.info({ userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
+        logger.info({ requestId: call?.requestId, userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
         this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
@@ -357,7 +362,7 @@ export class SessionService {
   }
 
   /** `caller`: the access token's claims, or who holds the refresh cookie. */
-  async logout(caller: Pick<AccessTokenClaims, "sub" | "sid">, scope: LogoutScope, sid?: string): Promise<number> {
+  async logout(caller: Pick<AccessTokenClaims, "sub" | "sid">, scope: LogoutScope, sid?: string, call?: CallScope): Promise<number> {
     const { store, clock, logger } = this.o;
     const now = clock.now();
     const reason = RevocationReason.USER_REQUEST;
@@ -371,7 +376,7 @@ export class SessionService {
     if (scope === "all") this.ended({ kind: "user", userId: caller.sub, reason, at: now });
     else for (const ended of result.ended) this.ended({ kind: "session", userId: caller.sub, sid: ended, reason, at: now });
     await this.o.revocationsPublished?.();
-    logger.info({ userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
+    logger.info({ requestId: call?.requestId, userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
     this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
     return result.ended.length;
   }
