@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   RevocationEventSchema, SecurityEventSchema, SecurityEventType, SigningKeyEventSchema,
@@ -56,19 +57,93 @@ export type DecodedMessage = { type: "revocation"; entry: RevocationEntry } | { 
 export function decodeStreamMessage(subject: string, data: Uint8Array): DecodedMessage {
   if (subject === SUBJECTS.keys) return { type: "keys" };
   if (!subject.startsWith("sa.v1.revocation.")) return { type: "ignored" };
-  const e = fromBinary(RevocationEventSchema, data);
-  const expiresAt = e.expiresAt ? timestampDate(e.expiresAt).getTime() : 0;
-  const base = { reason: e.reason, expiresAt, userId: e.userId, ...(e.revokedAt ? { revokedAt: timestampDate(e.revokedAt).getTime() } : {}) };
-  switch (e.target.case) {
-    case "token":
-      return { type: "revocation", entry: { ...base, kind: "token", jti: e.target.value.tokenId, sid: e.target.value.sessionId } };
-    case "session":
-      return { type: "revocation", entry: { ...base, kind: "session", sid: e.target.value.sessionId } };
-    case "user":
-      return { type: "revocation", entry: { ...base, kind: "user", notBefore: Number(e.target.value.notBefore) } };
-    default:
-      return { type: "ignored" };
+  const entry = readRevocationEntry(data);
+  return entry ? { type: "revocation", entry } : { type: "ignored" };
+}
+
+/**
+ * RevocationEvent (events.proto) straight off the wire into the entry a verifier
+ * keeps. A sidecar's cold start decodes the whole stream (100k events and more)
+ * and the reflective fromBinary made most of that replay's garbage; this reads
+ * the same fields with the library's wire reader and builds one object. Unknown
+ * fields are skipped, as protobuf requires; test/unit/event-codec.test.ts holds
+ * it to fromBinary's answers.
+ */
+export function readRevocationEntry(data: Uint8Array): RevocationEntry | undefined {
+  const r = new BinaryReader(data);
+  let userId = "";
+  let reason = 0;
+  let revokedAt: number | undefined;
+  let expiresAt = 0;
+  let kind: RevocationEntry["kind"] | undefined;
+  let jti = "";
+  let sid = "";
+  let notBefore = 0;
+  while (r.pos < r.len) {
+    const [field, wireType] = r.tag();
+    switch (field) {
+      case 2: userId = r.string(); break;
+      case 3: {
+        kind = "token";
+        jti = sid = "";
+        const sub = new BinaryReader(r.bytes());
+        while (sub.pos < sub.len) {
+          const [f, w] = sub.tag();
+          if (f === 1) jti = sub.string();
+          else if (f === 2) sid = sub.string();
+          else sub.skip(w);
+        }
+        break;
+      }
+      case 4: {
+        kind = "session";
+        sid = "";
+        const sub = new BinaryReader(r.bytes());
+        while (sub.pos < sub.len) {
+          const [f, w] = sub.tag();
+          if (f === 1) sid = sub.string();
+          else sub.skip(w);
+        }
+        break;
+      }
+      case 5: {
+        kind = "user";
+        notBefore = 0;
+        const sub = new BinaryReader(r.bytes());
+        while (sub.pos < sub.len) {
+          const [f, w] = sub.tag();
+          if (f === 1) notBefore = Number(sub.int64());
+          else sub.skip(w);
+        }
+        break;
+      }
+      case 6: reason = r.int32(); break;
+      case 7: revokedAt = readTimestampMs(r.bytes()); break;
+      case 8: expiresAt = readTimestampMs(r.bytes()); break;
+      default: r.skip(wireType);
+    }
   }
+  const base = { reason, expiresAt, userId, ...(revokedAt !== undefined ? { revokedAt } : {}) };
+  switch (kind) {
+    case "token": return { ...base, kind, jti, sid };
+    case "session": return { ...base, kind, sid };
+    case "user": return { ...base, kind, notBefore };
+    default: return undefined;
+  }
+}
+
+/** google.protobuf.Timestamp in milliseconds, rounded as timestampMs rounds. */
+function readTimestampMs(bytes: Uint8Array): number {
+  const r = new BinaryReader(bytes);
+  let seconds = 0;
+  let nanos = 0;
+  while (r.pos < r.len) {
+    const [f, w] = r.tag();
+    if (f === 1) seconds = Number(r.int64());
+    else if (f === 2) nanos = r.int32();
+    else r.skip(w);
+  }
+  return seconds * 1000 + Math.round(nanos / 1_000_000);
 }
 
 /** A session or user revocation as WatchSession needs it; undefined for other events. */
