@@ -81,45 +81,44 @@ export function readRevocationEntry(data: Uint8Array): RevocationEntry | undefin
   let notBefore = 0;
   while (r.pos < r.len) {
     const [field, wireType] = r.tag();
+    // Nested messages are read in place (length, then fields up to its end): a
+    // reader per nested message was a tenth of the replay's CPU.
     switch (field) {
       case 2: userId = r.string(); break;
       case 3: {
         kind = "token";
         jti = sid = "";
-        const sub = new BinaryReader(r.bytes());
-        while (sub.pos < sub.len) {
-          const [f, w] = sub.tag();
-          if (f === 1) jti = sub.string();
-          else if (f === 2) sid = sub.string();
-          else sub.skip(w);
+        for (const end = nestedEnd(r); within(r, end);) {
+          const [f, w] = r.tag();
+          if (f === 1) jti = r.string();
+          else if (f === 2) sid = r.string();
+          else r.skip(w);
         }
         break;
       }
       case 4: {
         kind = "session";
         sid = "";
-        const sub = new BinaryReader(r.bytes());
-        while (sub.pos < sub.len) {
-          const [f, w] = sub.tag();
-          if (f === 1) sid = sub.string();
-          else sub.skip(w);
+        for (const end = nestedEnd(r); within(r, end);) {
+          const [f, w] = r.tag();
+          if (f === 1) sid = r.string();
+          else r.skip(w);
         }
         break;
       }
       case 5: {
         kind = "user";
         notBefore = 0;
-        const sub = new BinaryReader(r.bytes());
-        while (sub.pos < sub.len) {
-          const [f, w] = sub.tag();
-          if (f === 1) notBefore = Number(sub.int64());
-          else sub.skip(w);
+        for (const end = nestedEnd(r); within(r, end);) {
+          const [f, w] = r.tag();
+          if (f === 1) notBefore = Number(r.int64());
+          else r.skip(w);
         }
         break;
       }
       case 6: reason = r.int32(); break;
-      case 7: revokedAt = readTimestampMs(r.bytes()); break;
-      case 8: expiresAt = readTimestampMs(r.bytes()); break;
+      case 7: revokedAt = readTimestampMs(r); break;
+      case 8: expiresAt = readTimestampMs(r); break;
       default: r.skip(wireType);
     }
   }
@@ -132,12 +131,24 @@ export function readRevocationEntry(data: Uint8Array): RevocationEntry | undefin
   }
 }
 
-/** google.protobuf.Timestamp in milliseconds, rounded as timestampMs rounds. */
-function readTimestampMs(bytes: Uint8Array): number {
-  const r = new BinaryReader(bytes);
+/** Where the length-delimited field at the reader's position ends; refuses one that runs past the data. */
+function nestedEnd(r: BinaryReader): number {
+  const end = r.uint32() + r.pos;
+  if (end > r.len) throw new RangeError("premature EOF");
+  return end;
+}
+
+/** Whether the reader is still inside a nested message; a field that ran past its end is malformed. */
+function within(r: BinaryReader, end: number): boolean {
+  if (r.pos > end) throw new RangeError("invalid nested message length");
+  return r.pos < end;
+}
+
+/** google.protobuf.Timestamp at the reader's position, in milliseconds, rounded as timestampMs rounds. */
+function readTimestampMs(r: BinaryReader): number {
   let seconds = 0;
   let nanos = 0;
-  while (r.pos < r.len) {
+  for (const end = nestedEnd(r); within(r, end);) {
     const [f, w] = r.tag();
     if (f === 1) seconds = Number(r.int64());
     else if (f === 2) nanos = r.int32();

@@ -69,9 +69,13 @@ describe('readRevocationEntry', () => {
     });
   });
 
-  it('refuses truncated bytes with an error, as fromBinary does', () => {
+  it('refuses truncated or overrunning bytes with an error', () => {
     const data = toBinary(RevocationEventSchema, create(RevocationEventSchema, { userId: 'someone', target: { case: 'session', value: { sessionId: 'abc' } } }));
     expect(() => fromBinary(RevocationEventSchema, data.subarray(0, data.length - 2))).toThrow();
     expect(() => readRevocationEntry(data.subarray(0, data.length - 2))).toThrow();
+    // A nested message whose last field runs past the length it declared: refused
+    // (stricter than fromBinary, which reads on into the outer message).
+    const overrun = Uint8Array.from([0x22, 0x02, 0x0a, 0x03, 0x61, 0x62, 0x63]);
+    expect(() => readRevocationEntry(overrun)).toThrow(/nested message length/);
   });
 });
