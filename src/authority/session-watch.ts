@@ -105,9 +105,13 @@ export function createSessionWatch(o: SessionWatchOptions): SessionWatch {
         event: { case: "started", value: { sessionId: sid, sessionExpiresAt: timestampFromMs(session.absoluteExpiresAt) } },
       });
 
+      // The store has the last word: notices travel at most once (a NATS blip loses
+      // them) and a user-wide notice carries another replica's clock.
+      const gone = async () => !(await o.sessions.liveSession(sid));
       for (;;) {
         while (notices.length) {
-          const message = toMessage(notices.shift()!, session);
+          const notice = notices.shift()!;
+          const message = toMessage(notice, session) ?? (notice.kind === "user" && (await gone()) ? ended(sid, notice.reason, notice.at, true, true) : undefined);
           if (!message) continue;
           yield message;
           if (message.event.case === "ended") return;
@@ -116,6 +120,11 @@ export function createSessionWatch(o: SessionWatchOptions): SessionWatch {
         if (stopped) throw stopped;
         if (heartbeatDue) {
           heartbeatDue = false;
+          if (await gone()) {
+            const validation = await o.sessions.validate(token);
+            yield ended(sid, validation.valid ? RevocationReason.UNSPECIFIED : (validation.revocationReason ?? RevocationReason.UNSPECIFIED), o.clock.now(), true, false);
+            return;
+          }
           yield create(WatchSessionResponseSchema, { event: { case: "heartbeat", value: { at: timestampFromMs(o.clock.now()) } } });
           continue;
         }

@@ -199,6 +199,19 @@ describe('embedded store, no NATS', () => {
     expect(await Promise.all([w1.closed, w2.closed, w3.closed])).toEqual([undefined, undefined, undefined]);
   });
 
+  it('a session ended without a notice reaching the watcher (a NATS blip) ends its stream at the next heartbeat', async () => {
+    const userId = uniqueUser('missed');
+    const s = await createSession(t.connect, t.keys.admin, { userId });
+    const w = watch(watchWith(t.connect, s.access));
+    await w.next('started');
+    // Straight in the store: no bus, no notice, as when the notice was lost in transit.
+    await t.store.endSessions({
+      userId, target: { kind: 'one', sid: s.sid }, reason: RevocationReason.SECURITY_RISK, now: clock.now(), coverUntil: clock.now() + 3_600_000, requireOwnership: false,
+    });
+    expect((await w.next('ended', 1000)).value).toMatchObject({ sessionId: s.sid, reason: RevocationReason.SECURITY_RISK });
+    expect(await w.closed).toBeUndefined();
+  });
+
   it('heartbeats while nothing happens', async () => {
     const s = await createSession(t.connect, t.keys.admin, { userId: uniqueUser('beat') });
     const w = watch(watchWith(t.connect, s.access));
