@@ -16,6 +16,9 @@ const RULES: Record<CorsRoutes, { methods: string; headers: string; expose: stri
   },
 };
 
+/** Host names a plain-http page may be served from and still count as the authority's own origin. */
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
 /** How long a browser may cache a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE = 7200;
 
@@ -40,9 +43,15 @@ export class CorsPolicy {
     const origin = req.headers.origin;
     if (origin === undefined) return true;
     if (this.allowed.has(origin)) return true;
-    // Own origin: the page was served by this host (any scheme: TLS may end in front of us).
+    // Own origin: the page was served by this host. Over https only (TLS usually ends
+    // in front of us, so the request itself says nothing), or plain http on a
+    // loopback name for development: a plain-http page on the same host name could
+    // otherwise be anyone on the network path, and SameSite does not tell schemes apart
+    // in every browser. Other plain-http origins must be listed.
     try {
-      return new URL(origin).host === req.headers.host;
+      const url = new URL(origin);
+      if (url.host !== req.headers.host) return false;
+      return url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK.has(url.hostname));
     } catch {
       return false;
     }
