@@ -53,11 +53,20 @@ export function createBrowserEndpoints(o: BrowserEndpointsOptions): HttpRoute {
     return token;
   };
 
+  const replaced = async (token: string, newSid: string, call: CallScope) => {
+    const holder = await sessions.refreshTokenHolder(token).catch(() => undefined);
+    if (holder && holder.sid !== newSid) await sessions.logout({ sub: holder.userId, sid: holder.sid }, "current", undefined, call);
+  };
+
   const endpoints: Record<string, Endpoint> = {
-    async session(_req, body, _token, call) {
+    async session(_req, body, token, call) {
       const code = body.handoffCode;
       if (typeof code !== "string" || !code) throw invalidArgument("handoffCode is required");
-      return granted(await sessions.redeemHandoff(code, call));
+      const pair = await sessions.redeemHandoff(code, call);
+      // The new cookie replaces this browser's previous one: end that session too, or
+      // it would live on until it expired with nobody holding its refresh token.
+      if (token) await replaced(token, pair.sid, call);
+      return granted(pair);
     },
     async refresh(_req, _body, token, call) {
       return granted(await sessions.refresh(cookieRequired(token), call));

@@ -132,6 +132,19 @@ describe('browser session lifecycle', () => {
     expect((await t.connect.validateToken({ accessToken: refreshed.json.accessToken })).valid).toBe(false);
   });
 
+  it('signing in again in the same browser ends the session its old cookie held', async () => {
+    const first = await signIn();
+    const again = await auth('session', { cookie: first.cookie, body: { handoffCode: await handoffCode(first.userId) } });
+    expect(again.status, again.text).toBe(200);
+    const cookie = cookieOf(again);
+    secrets.add(again.json.accessToken);
+    expect(again.json.sessionId).not.toBe(first.grant.sessionId);
+    const listed = await t.connect.listSessions({}, bearer(again.json.accessToken));
+    expect(listed.sessions.map((s) => s.sessionId)).toEqual([again.json.sessionId]);
+    expect((await auth('refresh', { cookie: first.cookie })).status).toBe(401);
+    expect((await auth('refresh', { cookie })).status).toBe(200);
+  });
+
   it('a handoff code works once, and not after SA_HANDOFF_TTL', async () => {
     const code = await handoffCode(uniqueUser('web'));
     expect((await auth('session', { body: { handoffCode: code } })).status).toBe(200);
