@@ -177,10 +177,9 @@ export class SessionService {
       });
       if (outcome === "grace") continue;
       if (outcome === "unknown") throw sessionEnded();
-      this.ended({ kind: "session", userId: session.userId, sid: session.sid, reason: RevocationReason.REFRESH_TOKEN_REUSE, at: now });
-      await this.o.revocationsPublished?.();
+      const reason = RevocationReason.REFRESH_TOKEN_REUSE;
+      await this.sessionsEnded([{ kind: "session", userId: session.userId, sid: session.sid, reason, at: now }], reason, [session.absoluteExpiresAt], now);
       this.o.events.record({ type: "refresh_reuse", userId: session.userId, sid: session.sid, at: now }, call?.requestId);
-      this.o.observer?.sessionsEnded(RevocationReason.REFRESH_TOKEN_REUSE, [session.absoluteExpiresAt], now);
       throw new AuthorityError("refresh_token_reused", "refresh token was already used; the session has been ended for safety");
     }
     throw new AuthorityError("refresh_token_invalid", "refresh token is not valid");
@@ -342,20 +341,17 @@ export class SessionService {
         const result = await store.endSessions({
           userId, target: { kind: "one", sid: target.sid }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
-        if (result.ended.length) this.ended({ kind: "session", userId, sid: target.sid, reason, at: now });
-        await this.o.revocationsPublished?.();
+        const notices = result.ended.length ? [{ kind: "session" as const, userId, sid: target.sid, reason, at: now }] : [];
+        await this.sessionsEnded(notices, reason, result.absoluteExpiresAt, now);
         logger.info({ requestId: call?.requestId, sid: target.sid, reason, ended: result.ended.length }, "session revoked");
-        this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
       case "user": {
         const result = await store.endSessions({
           userId: target.userId, target: { kind: "all" }, reason, now, coverUntil: this.coverUntil(now), requireOwnership: false,
         });
-        this.ended({ kind: "user", userId: target.userId, reason, at: now });
-        await this.o.revocationsPublished?.();
+        await this.sessionsEnded([{ kind: "user", userId: target.userId, reason, at: now }], reason, result.absoluteExpiresAt, now);
         logger.info({ requestId: call?.requestId, userId: target.userId, reason, ended: result.ended.length }, "all sessions of user revoked");
-        this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
         return result.ended.length;
       }
     }
@@ -373,11 +369,11 @@ export class SessionService {
       : ({ kind: "one", sid: scope === "session" ? sid! : caller.sid } as const);
     const result = await store.endSessions({ ...common, target, requireOwnership: scope === "session" });
     if (!result.found) throw new AuthorityError("not_found", "no such session of yours");
-    if (scope === "all") this.ended({ kind: "user", userId: caller.sub, reason, at: now });
-    else for (const ended of result.ended) this.ended({ kind: "session", userId: caller.sub, sid: ended, reason, at: now });
-    await this.o.revocationsPublished?.();
+    const notices: SessionEndNotice[] = scope === "all"
+      ? [{ kind: "user", userId: caller.sub, reason, at: now }]
+      : result.ended.map((ended) => ({ kind: "session", userId: caller.sub, sid: ended, reason, at: now }));
+    await this.sessionsEnded(notices, reason, result.absoluteExpiresAt, now);
     logger.info({ requestId: call?.requestId, userId: caller.sub, sid: caller.sid, scope, ended: result.ended.length }, "logout");
-    this.o.observer?.sessionsEnded(reason, result.absoluteExpiresAt, now);
     return result.ended.length;
   }
 
@@ -385,8 +381,14 @@ export class SessionService {
     return this.o.store.listSessions(userId, this.o.clock.now());
   }
 
-  private ended(notice: SessionEndNotice): void {
-    this.o.onSessionsEnded?.(notice);
+  /**
+   * What follows every session end the store recorded: the in-process bus hears
+   * it, the answer waits for the event bus (bounded), and metrics count it.
+   */
+  private async sessionsEnded(notices: SessionEndNotice[], reason: RevocationReason, absoluteExpiresAt: number[], now: number): Promise<void> {
+    for (const notice of notices) this.o.onSessionsEnded?.(notice);
+    await this.o.revocationsPublished?.();
+    this.o.observer?.sessionsEnded(reason, absoluteExpiresAt, now);
   }
 
   /** Revocation entries must outlive every access token they cover. */
