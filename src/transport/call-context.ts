@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type DescMethodBiDiStreaming, type DescMethodServerStreaming, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { STATUS_OF } from "./status-table.js";
 import { AuthorityError, type ErrorCode } from "../shared/errors.js";
@@ -121,4 +121,16 @@ export function toWireError(error: unknown, logger: Logger, method: string, requ
   }
   logger.error({ requestId, method, err: error }, "unexpected error");
   return { code: Code.Internal, message: "internal error", domainCode: "internal" };
+}
+
+/**
+ * A request message off the wire, for every transport alike: bytes that do not
+ * decode are the caller's mistake (INVALID_ARGUMENT), not the server's.
+ */
+export function decodeRequest(input: DescMessage, bytes: Uint8Array): unknown {
+  try {
+    return fromBinary(input, bytes);
+  } catch {
+    throw new AuthorityError("invalid_argument", `request is not a valid ${input.typeName}`);
+  }
 }

@@ -1,10 +1,9 @@
 import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import {
-  bidiStreamingMethods, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers,
+  bidiStreamingMethods, decodeRequest, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers,
 } from "./call-context.js";
 import { clientCertificateOf } from "./peer-certificate.js";
 
@@ -21,22 +20,14 @@ export function grpcJsService(
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const { method, handler } of unaryMethods({ service, handlers })) {
-    definition[method.localName] = {
-      path: `/${service.typeName}/${method.name}`,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (m: any) => serialize(method.input, m),
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (m: any) => serialize(method.output, m),
-      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
-    };
+    definition[method.localName] = methodDefinition(service, method, false, false);
     implementation[method.localName] = (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const context = contextOf(call);
       let request;
       try {
-        request = fromBinary(method.input, call.request);
-      } catch {
-        return fail(callback, new AuthorityError("invalid_argument", `request is not a valid ${method.input.typeName}`), logger, method.name, context.requestId);
+        request = decodeRequest(method.input, call.request);
+      } catch (error) {
+        return fail(callback, error, logger, method.name, context.requestId);
       }
       handler(request, context).then(
         (response) => callback(null, response),
@@ -45,36 +36,20 @@ export function grpcJsService(
     };
   }
   for (const { method, handler } of serverStreamingMethods({ service, handlers })) {
-    definition[method.localName] = {
-      path: `/${service.typeName}/${method.name}`,
-      requestStream: false,
-      responseStream: true,
-      requestSerialize: (m: any) => serialize(method.input, m),
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (m: any) => serialize(method.output, m),
-      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
-    };
+    definition[method.localName] = methodDefinition(service, method, false, true);
     implementation[method.localName] = (call: grpc.ServerWritableStream<Buffer, unknown>) => {
       const { context, ended, failCall } = streamCall(call, logger, method.name);
       let request;
       try {
-        request = fromBinary(method.input, call.request);
-      } catch {
-        return failCall(new AuthorityError("invalid_argument", `request is not a valid ${method.input.typeName}`));
+        request = decodeRequest(method.input, call.request);
+      } catch (error) {
+        return failCall(error);
       }
       pump(call, handler(request, context, ended.signal), ended).catch(failCall);
     };
   }
   for (const { method, handler } of bidiStreamingMethods({ service, handlers })) {
-    definition[method.localName] = {
-      path: `/${service.typeName}/${method.name}`,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: (m: any) => serialize(method.input, m),
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (m: any) => serialize(method.output, m),
-      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
-    };
+    definition[method.localName] = methodDefinition(service, method, true, true);
     implementation[method.localName] = (call: grpc.ServerDuplexStream<Buffer, unknown>) => {
       const { context, ended, failCall } = streamCall(call, logger, method.name);
       pump(call, handler(requestsOf(call, method.input), context, ended.signal), ended).catch(failCall);
@@ -122,15 +97,28 @@ async function pump(call: StreamingCall, messages: AsyncIterable<unknown>, ended
 async function* requestsOf(call: grpc.ServerDuplexStream<Buffer, unknown>, input: DescMessage): AsyncGenerator<unknown> {
   // destroyOnReturn: false, or a handler that stops reading early would cancel the call before its answer went out.
   // (grpc-js ends this side when the call is cancelled, so the loop cannot outlive the call.)
-  for await (const bytes of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    let message: unknown;
-    try {
-      message = fromBinary(input, bytes);
-    } catch {
-      throw new AuthorityError("invalid_argument", `request is not a valid ${input.typeName}`);
-    }
-    yield message;
-  }
+  for await (const bytes of call.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) yield decodeRequest(input, bytes);
+}
+
+/**
+ * How grpc-js frames a method: requests stay bytes until the handler wrapper
+ * decodes them (so a bad payload is INVALID_ARGUMENT), responses are encoded here.
+ */
+function methodDefinition(
+  service: DescService,
+  method: { name: string; input: DescMessage; output: DescMessage },
+  requestStream: boolean,
+  responseStream: boolean,
+): grpc.MethodDefinition<unknown, unknown> {
+  return {
+    path: `/${service.typeName}/${method.name}`,
+    requestStream,
+    responseStream,
+    requestSerialize: (m: any) => serialize(method.input, m),
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (m: any) => serialize(method.output, m),
+    responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+  };
 }
 
 function serialize(schema: DescMessage, message: any): Buffer {

@@ -1,11 +1,10 @@
 import { createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import {
-  bidiStreamingMethods, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type BidiStreamHandler, type CallContext,
+  bidiStreamingMethods, decodeRequest, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type BidiStreamHandler, type CallContext,
   type ServedService, type ServerStreamHandler, type UnaryHandler, type WireError,
 } from "./call-context.js";
 import { listen } from "./listen.js";
@@ -174,9 +173,9 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
     const wireError = (error: unknown) => toWireError(error, o.logger, route.name, context.requestId);
     let request;
     try {
-      request = fromBinary(route.input, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).subarray(5));
-    } catch {
-      return fail(wireError(new AuthorityError("invalid_argument", `request is not a valid ${route.input.typeName}`)));
+      request = decodeRequest(route.input, (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).subarray(5));
+    } catch (error) {
+      return fail(wireError(error));
     }
     if (route.kind === "stream") {
       const call = (ended = new AbortController());
@@ -267,13 +266,7 @@ async function* readMessages(stream: ServerHttp2Stream, input: DescMessage, maxB
         if (pending.length < 5 + length) break;
         const bytes = pending.subarray(5, 5 + length);
         pending = pending.subarray(5 + length);
-        let message: unknown;
-        try {
-          message = fromBinary(input, bytes);
-        } catch {
-          throw new AuthorityError("invalid_argument", `request is not a valid ${input.typeName}`);
-        }
-        yield message;
+        yield decodeRequest(input, bytes);
         if (ended.aborted) throw new CallEnded("the call has ended");
       }
     }
