@@ -158,9 +158,8 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
     if (frameBytes < 0 && received >= 5) {
       const prefix = chunks.length === 1 ? chunk : Buffer.concat(chunks);
       const length = prefix.readUInt32BE(1);
-      if (prefix[0] === 1) return fail({ code: Code.Unimplemented, message: "compressed messages are not supported (grpc-accept-encoding: identity)" });
-      if (prefix[0] !== 0) return fail({ code: Code.Internal, message: `invalid message flags ${prefix[0]}` });
-      if (length > o.maxMessageBytes) return fail({ code: Code.ResourceExhausted, message: `request message of ${length} bytes exceeds the limit of ${o.maxMessageBytes}` });
+      const problem = framingProblem(prefix, length, o.maxMessageBytes);
+      if (problem) return fail(problem);
       frameBytes = 5 + length;
     }
     if (frameBytes >= 0 && received > frameBytes) fail({ code: Code.Unimplemented, message: "a unary call takes exactly one request message; got more" });
@@ -200,6 +199,14 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
       (error) => fail(wireError(error)),
     );
   });
+}
+
+/** What is wrong with a message's 5-byte prefix (flags, declared length), if anything. */
+function framingProblem(prefix: Buffer, length: number, maxBytes: number): Status | undefined {
+  if (prefix[0] === 1) return { code: Code.Unimplemented, message: "compressed messages are not supported (grpc-accept-encoding: identity)" };
+  if (prefix[0] !== 0) return { code: Code.Internal, message: `invalid message flags ${prefix[0]}` };
+  if (length > maxBytes) return { code: Code.ResourceExhausted, message: `request message of ${length} bytes exceeds the limit of ${maxBytes}` };
+  return undefined;
 }
 
 function contextOf(headers: IncomingHttpHeaders): CallContext {
@@ -260,9 +267,8 @@ async function* readMessages(stream: ServerHttp2Stream, input: DescMessage, maxB
       pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
       while (pending.length >= 5) {
         const length = pending.readUInt32BE(1);
-        if (pending[0] === 1) throw refuse({ code: Code.Unimplemented, message: "compressed messages are not supported (grpc-accept-encoding: identity)" });
-        if (pending[0] !== 0) throw refuse({ code: Code.Internal, message: `invalid message flags ${pending[0]}` });
-        if (length > maxBytes) throw refuse({ code: Code.ResourceExhausted, message: `request message of ${length} bytes exceeds the limit of ${maxBytes}` });
+        const problem = framingProblem(pending, length, maxBytes);
+        if (problem) throw refuse(problem);
         if (pending.length < 5 + length) break;
         const bytes = pending.subarray(5, 5 + length);
         pending = pending.subarray(5 + length);
