@@ -9,7 +9,6 @@ import {
 import { H2GrpcClient } from "./h2-grpc-client.js";
 
 interface Job {
-  /** host:port, or several separated by commas. */
   target: string;
   /** Where sessions are created for refresh/validate (default: target); a sidecar cannot create them. */
   seedTarget?: string;
@@ -20,10 +19,8 @@ interface Job {
 }
 
 const job = JSON.parse(process.env.BENCH_JOB!) as Job;
-// Several HTTP/2 connections, as a fleet of callers would have; a comma-separated
-// target spreads them over replicas, as a load balancer would.
-const targets = job.target.split(",");
-const clients = Array.from({ length: 4 }, (_, i) => new H2GrpcClient(targets[i % targets.length]!));
+// Several HTTP/2 connections, as a fleet of callers would have.
+const clients = Array.from({ length: 4 }, () => new H2GrpcClient(job.target));
 const auth = { authorization: `ApiKey ${job.apiKey}` };
 const path = (method: string) => `/${SessionAuthorityService.typeName}/${method}`;
 const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
