@@ -258,8 +258,9 @@ async function main() {
     const rss: number[] = [];
     const rssFile: number[] = [];
     for (let r = 0; r < RUNS; r++) {
+      // BENCH_SIDECAR_NODE_ARGS="--cpu-prof" (any node or V8 flags) profiles or tunes the cold-starting sidecar.
       const cold = spawn(process.execPath, [...(process.env.BENCH_SIDECAR_NODE_ARGS ?? "").split(" ").filter(Boolean), "dist/cli/main.js", "sidecar"], {
-        env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0", NODE_OPTIONS: process.env.BENCH_SIDECAR_NODE_OPTIONS ?? "" },
+        env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0", NODE_OPTIONS: "" },
         stdio: ["ignore", "pipe", "inherit"],
       });
       children.push(cold);
