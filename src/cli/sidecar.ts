@@ -6,6 +6,13 @@ import { createLogger } from "../shared/logger.js";
 import { startSidecar } from "../sidecar/sidecar-server.js";
 import { createVerifier } from "../verifier/index.js";
 
+/** V8 heap flags while the revocation stream replays, each with the default it returns to once ready. */
+const REPLAY_HEAP_FLAGS = [
+  ["--optimize-for-size", "--no-optimize-for-size"],
+  ["--semi-space-growth-factor=1", "--semi-space-growth-factor=2"],
+  ["--no-parallel-scavenge", "--parallel-scavenge"],
+] as const;
+
 /** `sidecar`: a verifier beside one service. */
 export async function sidecar(config: SidecarConfig): Promise<void> {
   // Replaying the revocation stream allocates far more than it keeps, and V8's
@@ -15,9 +22,7 @@ export async function sidecar(config: SidecarConfig): Promise<void> {
   // load. The many small scavenges that costs run faster on the main thread
   // alone, beside a busy NATS server on few cores (ready in ~2.1 s, not ~2.7 s).
   // Measured with `npm run bench:verify`. Serving then runs on defaults.
-  setFlagsFromString("--optimize-for-size");
-  setFlagsFromString("--semi-space-growth-factor=1");
-  setFlagsFromString("--no-parallel-scavenge");
+  for (const [replay] of REPLAY_HEAP_FLAGS) setFlagsFromString(replay);
   const logger = createLogger(config.logLevel);
   const verifier = createVerifier({
     jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
@@ -49,9 +54,7 @@ export async function sidecar(config: SidecarConfig): Promise<void> {
   );
   verifier.ready().then(
     () => {
-      setFlagsFromString("--no-optimize-for-size");
-      setFlagsFromString("--semi-space-growth-factor=2");
-      setFlagsFromString("--parallel-scavenge");
+      for (const [, serving] of REPLAY_HEAP_FLAGS) setFlagsFromString(serving);
       logger.info("sidecar ready");
     },
     () => undefined,
