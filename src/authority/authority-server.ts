@@ -19,6 +19,7 @@ import { closeHttp, listen } from "../transport/listen.js";
 import { LocalSessionEndFeed } from "../events/local-session-end-feed.js";
 import { NatsSessionEndFeed } from "../events/nats-session-end-feed.js";
 import { OutboxRelay } from "../events/outbox-relay.js";
+import { RevocationSnapshotWriter } from "../events/revocation-snapshot-writer.js";
 import type { SessionEndFeed } from "../events/session-end-feed.js";
 import type { AuthorityMetrics } from "../metrics/authority-metrics.js";
 import { instrumentHandlers } from "../metrics/instrument-handlers.js";
@@ -70,6 +71,8 @@ export interface RunningAuthority {
   metrics: AuthorityMetrics;
   /** Publishes the outbox to NATS; absent without NATS_URL. */
   relay: OutboxRelay | undefined;
+  /** Keeps the revocation snapshot current; absent without NATS_URL or with SA_REVOCATION_SNAPSHOT_INTERVAL=0. */
+  snapshots: RevocationSnapshotWriter | undefined;
   /** The RPC handlers, for serving them on another transport. */
   handlers: Handlers;
   /** The session-end feed WatchSession listens to. */
@@ -105,6 +108,11 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       })
     : undefined;
   relay?.start();
+  // Sidecars start from this snapshot and read only the stream after it.
+  const snapshots = config.natsUrl && config.revocationSnapshotIntervalMs > 0
+    ? new RevocationSnapshotWriter({ servers: config.natsUrl.split(","), intervalMs: config.revocationSnapshotIntervalMs, logger, clock })
+    : undefined;
+  snapshots?.start();
   // Alerts about this replica belong to no user's outbox: the relay publishes them directly.
   if (relay) events.subscribe((event) => void (RECORDED_BY_STORE.has(event.type) || relay.publishSecurityEvent(event)));
   const keys = new SigningKeyRing({
@@ -208,6 +216,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
     metrics,
     handlers,
     relay,
+    snapshots,
     sessionEnds,
     watch,
     health: grpcHealth,
@@ -218,7 +227,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       // Open watches end first (UNAVAILABLE), or the servers would wait for them.
       await watch.closeAll();
       if (!options.sessionEnds) await sessionEnds.close();
-      await relay?.stop();
+      await Promise.all([relay?.stop(), snapshots?.stop()]);
       await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
     },
   };

@@ -52,6 +52,8 @@ export interface Config {
   redisKeyPrefix: string;
   redisCommandTimeoutMs: number;
   natsUrl: string;
+  /** How often the revocation set's snapshot is brought up to date (0: never). */
+  revocationSnapshotIntervalMs: number;
   /** Replicas of each JetStream stream the authority creates (3 on a 3-node NATS cluster). */
   natsStreamReplicas: number;
   issuer: string;
@@ -110,6 +112,7 @@ export const DEFAULTS = {
   SA_REDIS_COMMAND_TIMEOUT: "2s",
   NATS_URL: "",
   SA_NATS_STREAM_REPLICAS: "1",
+  SA_REVOCATION_SNAPSHOT_INTERVAL: "30s",
   SA_ISSUER: "https://session-authority.local",
   SA_AUDIENCE: "api",
   SA_DEFAULT_CLIENT_ID: "default",
@@ -236,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     natsUrl,
     // JetStream allows at most 5 replicas; more than the cluster has servers fails stream creation (logged).
     natsStreamReplicas: integer("SA_NATS_STREAM_REPLICAS", 1, 5),
+    revocationSnapshotIntervalMs: duration("SA_REVOCATION_SNAPSHOT_INTERVAL", 0),
     issuer: nonEmpty("SA_ISSUER"),
     audience: nonEmpty("SA_AUDIENCE"),
     defaultClientId: nonEmpty("SA_DEFAULT_CLIENT_ID"),

@@ -122,13 +122,16 @@ export function readRevocationEntry(data: Uint8Array): RevocationEntry | undefin
       default: r.skip(wireType);
     }
   }
-  const base = { reason, expiresAt, userId, ...(revokedAt !== undefined ? { revokedAt } : {}) };
+  // One object per entry, built whole: a spread of shared fields doubled the garbage.
+  let entry: RevocationEntry;
   switch (kind) {
-    case "token": return { ...base, kind, jti, sid };
-    case "session": return { ...base, kind, sid };
-    case "user": return { ...base, kind, notBefore };
+    case "token": entry = { kind, jti, sid, userId, reason, expiresAt }; break;
+    case "session": entry = { kind, sid, userId, reason, expiresAt }; break;
+    case "user": entry = { kind, userId, notBefore, reason, expiresAt }; break;
     default: return undefined;
   }
+  if (revokedAt !== undefined) entry.revokedAt = revokedAt;
+  return entry;
 }
 
 /** Where the length-delimited field at the reader's position ends; refuses one that runs past the data. */
@@ -145,7 +148,7 @@ function within(r: BinaryReader, end: number): boolean {
 }
 
 /** google.protobuf.Timestamp at the reader's position, in milliseconds, rounded as timestampMs rounds. */
-function readTimestampMs(r: BinaryReader): number {
+export function readTimestampMs(r: BinaryReader): number {
   let seconds = 0;
   let nanos = 0;
   for (const end = nestedEnd(r); within(r, end);) {

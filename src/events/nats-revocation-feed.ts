@@ -1,11 +1,13 @@
-import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { systemClock, type Clock } from "../shared/clock.js";
 import { silentLogger, type Logger } from "../shared/logger.js";
 import type { FeedSink, RevocationFeed } from "../verifier/revocation-feed.js";
 import { decodeStreamMessage } from "./event-codec.js";
 import { connectNats } from "./nats-connection.js";
-import { STREAMS } from "./subjects.js";
+import { applySnapshotEntries, readSnapshotPosition, type SnapshotPosition } from "./revocation-snapshot.js";
+import { snapshotBucket } from "./snapshot-bucket.js";
+import { SNAPSHOTS, STREAMS } from "./subjects.js";
 
 export interface NatsRevocationFeedOptions {
   /** NATS server URL(s); several for a cluster. */
@@ -14,12 +16,25 @@ export interface NatsRevocationFeedOptions {
   clock?: Clock;
   /** How often the feed proves JetStream answers while no event arrives (default 2 s). */
   probeIntervalMs?: number;
+  /** Start from the stream's compacted snapshot when one matches the stream (default true); false replays every message. */
+  snapshots?: boolean;
+}
+
+/** The snapshot a feed started from. */
+export interface LoadedSnapshot {
+  streamSequence: number;
+  entries: number;
+  /** Fetching and applying it took this long. */
+  ms: number;
 }
 
 /**
  * Reads the revocation stream with an ordered consumer from its first message:
  * the stream holds exactly the live revocations, so replaying it rebuilds the
- * whole set, and the consumer then follows new events. The ordered consumer
+ * whole set, and the consumer then follows new events. When the authority has
+ * stored a snapshot of the set for this stream, the feed applies it and reads
+ * only the messages after it: one object instead of every message, which is
+ * what keeps a cold start with 100k revocations well under two seconds. The ordered consumer
  * resumes after the last sequence it delivered when NATS comes back.
  *
  * Health is what lets a verifier fail closed: the feed is "connected" only
@@ -57,8 +72,12 @@ export class NatsRevocationFeed implements RevocationFeed {
   private closed = false;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  /** The stream's creation time (ms) as read at start: identifies the stream a position belongs to. */
+  private streamCreated = 0;
   /** Messages delivered since start (for status and tests). */
   delivered = 0;
+  /** The snapshot this feed started from, if one was usable. */
+  snapshot: LoadedSnapshot | undefined;
 
   constructor(private readonly options: NatsRevocationFeedOptions) {
     this.clock = options.clock ?? systemClock;
@@ -78,11 +97,17 @@ export class NatsRevocationFeed implements RevocationFeed {
     const done = new Promise<void>((resolve) => (replayed = resolve));
     try {
       this.jsm = await jetstreamManager(nc, { timeout: 2000 });
-      const state = await this.streamState();
+      // Fetched before the stream's state is read, so a usable snapshot never
+      // looks newer than the stream.
+      const snapshot = this.options.snapshots === false ? undefined : await this.fetchSnapshot();
+      const info = await this.streamInfo();
+      const { state } = info;
+      this.streamCreated = Date.parse(info.created);
+      if (snapshot) this.applySnapshot(snapshot, info, sink);
       // Not last_seq === 0: once max_age has removed every message (a quiet period
       // longer than a token's life), last_seq stays where it was and nothing
       // would ever be delivered to reach it.
-      if (state.messages === 0) replayed();
+      if (state.messages === 0 || state.last_seq <= this.lastSeq) replayed();
       // pending === 0: the last message held was delivered, even if the one at
       // last_seq has been removed (deleted, or aged out during the replay).
       this.onDelivered = (m) => {
@@ -160,6 +185,50 @@ export class NatsRevocationFeed implements RevocationFeed {
     }
   }
 
+  /** The last stream message delivered to the sink, and which life of the stream it belongs to. */
+  position(): SnapshotPosition {
+    return { streamSequence: this.lastSeq, streamCreated: this.streamCreated };
+  }
+
+  /** The feed's NATS connection, once connected (a snapshot writer shares it). */
+  connection(): NatsConnection | undefined {
+    return this.nc;
+  }
+
+  /** The stored snapshot, or undefined when there is none or it cannot be read (the whole stream is replayed then). */
+  private async fetchSnapshot(): Promise<{ data: Uint8Array; startedAt: number } | undefined> {
+    const startedAt = performance.now();
+    try {
+      const store = await snapshotBucket(this.nc!);
+      const data = await store.getBlob(SNAPSHOTS.object);
+      return data ? { data, startedAt } : undefined;
+    } catch (e) {
+      this.logger.info({ err: (e as Error).message }, "no revocation snapshot; replaying the whole stream");
+      return undefined;
+    }
+  }
+
+  private applySnapshot(snapshot: { data: Uint8Array; startedAt: number }, stream: StreamInfo, sink: FeedSink): void {
+    try {
+      const at = readSnapshotPosition(snapshot.data);
+      // Another life of the stream (deleted and created again) numbers its
+      // messages afresh: that snapshot's sequence says nothing about this one.
+      if (at.streamCreated !== this.streamCreated || at.streamSequence > stream.state.last_seq) {
+        this.logger.warn({ snapshotSequence: at.streamSequence, lastSequence: stream.state.last_seq }, "revocation snapshot belongs to another stream; replaying the whole stream");
+        return;
+      }
+      const entries = applySnapshotEntries(snapshot.data, (entry) => sink.apply(entry));
+      // Messages between the snapshot and the stream's first message aged out:
+      // they covered tokens that have expired, so nothing is missed.
+      this.lastSeq = at.streamSequence;
+      this.snapshot = { streamSequence: at.streamSequence, entries, ms: Math.round(performance.now() - snapshot.startedAt) };
+      this.logger.info(this.snapshot, "revocation snapshot loaded");
+    } catch (e) {
+      // What was applied are real revocations; the replay applies them again.
+      this.logger.warn({ err: (e as Error).message }, "revocation snapshot unreadable; replaying the whole stream");
+    }
+  }
+
   health(): { connected: boolean; since: number } {
     return { connected: this.connected, since: this.since };
   }
@@ -213,11 +282,11 @@ export class NatsRevocationFeed implements RevocationFeed {
     }
   }
 
-  /** The stream's state; waits for the authority to create the stream if it has not yet. */
-  private async streamState(): Promise<{ messages: number; last_seq: number }> {
+  /** The stream's info; waits for the authority to create the stream if it has not yet. */
+  private async streamInfo(): Promise<StreamInfo> {
     for (;;) {
       try {
-        return (await this.jsm!.streams.info(STREAMS.revocations.name)).state;
+        return await this.jsm!.streams.info(STREAMS.revocations.name);
       } catch (e) {
         if (this.closed) throw e;
         this.logger.warn({ err: (e as Error).message }, "revocation stream not available yet; retrying");

@@ -1,5 +1,6 @@
 import { jetstreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { snapshotBucket } from "./snapshot-bucket.js";
 import { STREAMS } from "./subjects.js";
 
 const nanos = (ms: number) => ms * 1_000_000;
@@ -8,6 +9,7 @@ const nanos = (ms: number) => ms * 1_000_000;
  * Creates or updates the authority's streams. The revocation stream's max age
  * is the longest an access token can live plus skew: a message older than that
  * can no longer matter, so the stream is exactly the live revocation set.
+ * Also creates the object store bucket that holds the set's snapshot.
  */
 export async function ensureStreams(nc: NatsConnection, revocationMaxAgeMs: number, replicas = 1): Promise<void> {
   const jsm = await jetstreamManager(nc);
@@ -40,4 +42,5 @@ export async function ensureStreams(nc: NatsConnection, revocationMaxAgeMs: numb
       await jsm.streams.add(config);
     }
   }
+  await snapshotBucket(nc, { replicas });
 }

@@ -20,3 +20,10 @@ export const STREAMS = {
   revocations: { name: "SA_REVOCATIONS", subjects: ["sa.v1.revocation.>", "sa.v1.keys"] },
   security: { name: "SA_SECURITY", subjects: ["sa.v1.security.>"], maxAgeMs: 30 * 86_400_000 },
 } as const;
+
+/**
+ * The compacted revocation set (RevocationSnapshot in events.proto), kept in a
+ * JetStream object store so a verifier's cold start loads one object and then
+ * reads only the stream's tail, instead of every message of the stream.
+ */
+export const SNAPSHOTS = { bucket: "SA_REVOCATION_SNAPSHOTS", object: "revocations.v1" } as const;

@@ -11,4 +11,4 @@ export { verifyAccessToken } from "./verify-access-token.js";
 export type { AccessTokenClaims, VerifyOptions, VerificationKey } from "./verify-access-token.js";
 // The production feed: the authority's revocation stream on NATS JetStream.
 export { NatsRevocationFeed } from "../events/nats-revocation-feed.js";
-export type { NatsRevocationFeedOptions } from "../events/nats-revocation-feed.js";
+export type { NatsRevocationFeedOptions, LoadedSnapshot } from "../events/nats-revocation-feed.js";

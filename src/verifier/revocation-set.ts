@@ -129,6 +129,25 @@ export class RevocationSet {
     return (Math.floor(packed / 256) + this.epoch) * 1000;
   }
 
+  /**
+   * The live entries, as a feed would deliver them (expiry rounded up to the
+   * second, as held). Iterating while entries are added is safe: each entry
+   * already held is yielded once, and ones added meanwhile may be.
+   */
+  *entries(now: number): Generator<RevocationEntry> {
+    for (const [jti, packed] of this.tokens) {
+      const expiresAt = this.expiryOf(packed);
+      if (now < expiresAt) yield { kind: "token", jti, reason: packed & 255, expiresAt };
+    }
+    for (const [sid, packed] of this.sessions) {
+      const expiresAt = this.expiryOf(packed);
+      if (now < expiresAt) yield { kind: "session", sid, reason: packed & 255, expiresAt };
+    }
+    for (const [userId, { reason, expiresAt, notBefore }] of this.users) {
+      if (now < expiresAt) yield { kind: "user", userId, notBefore, reason, expiresAt };
+    }
+  }
+
   /** Entries held per kind (expired ones not yet pruned included). */
   size(): { tokens: number; sessions: number; users: number } {
     return { tokens: this.tokens.size, sessions: this.sessions.size, users: this.users.size };

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sessionauthority/v1/events.proto.
  */
 export const file_sessionauthority_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uYXV0aG9yaXR5L3YxL2V2ZW50cy5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSI0CgxSZXZva2VkVG9rZW4SEAoIdG9rZW5faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSIkCg5SZXZva2VkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJIiEKC1Jldm9rZWRVc2VyEhIKCm5vdF9iZWZvcmUYASABKAMi7QIKD1Jldm9jYXRpb25FdmVudBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEjIKBXRva2VuGAMgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkVG9rZW5IABI2CgdzZXNzaW9uGAQgASgLMiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkU2Vzc2lvbkgAEjAKBHVzZXIYBSABKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9rZWRVc2VySAASNQoGcmVhc29uGAYgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBnRhcmdldCJjCg9TaWduaW5nS2V5RXZlbnQSCgoCaWQYASABKAkSCwoDa2lkGAIgASgJEg8KB3JldGlyZWQYAyABKAgSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQBCg1TZWN1cml0eUV2ZW50EgoKAmlkGAEgASgJEjQKBHR5cGUYAiABKA4yJi5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlY3VyaXR5RXZlbnRUeXBlEg8KB3VzZXJfaWQYAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZGV0YWlsGAYgASgJEg0KBWNvdW50GAcgASgNEhEKCWRldmljZV9pZBgIIAEoCRISCgppcF9hZGRyZXNzGAkgASgJKoMCChFTZWN1cml0eUV2ZW50VHlwZRIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASJQohU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JFVVNFEAESKAokU0VDVVJJVFlfRVZFTlRfVFlQRV9ORVdfREVWSUNFX0xPR0lOEAISLQopU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JBVEVfRVhDRUVERUQQAxIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX01BU1NfTE9HT1VUEAQSJAogU0VDVVJJVFlfRVZFTlRfVFlQRV9TVE9SRV9FUlJPUlMQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sessionauthority_v1_authority]);
+  fileDesc("CiBzZXNzaW9uYXV0aG9yaXR5L3YxL2V2ZW50cy5wcm90bxITc2Vzc2lvbmF1dGhvcml0eS52MSI0CgxSZXZva2VkVG9rZW4SEAoIdG9rZW5faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCSIkCg5SZXZva2VkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJIiEKC1Jldm9rZWRVc2VyEhIKCm5vdF9iZWZvcmUYASABKAMi7QIKD1Jldm9jYXRpb25FdmVudBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEjIKBXRva2VuGAMgASgLMiEuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkVG9rZW5IABI2CgdzZXNzaW9uGAQgASgLMiMuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZva2VkU2Vzc2lvbkgAEjAKBHVzZXIYBSABKAsyIC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9rZWRVc2VySAASNQoGcmVhc29uGAYgASgOMiUuc2Vzc2lvbmF1dGhvcml0eS52MS5SZXZvY2F0aW9uUmVhc29uEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBnRhcmdldCLMAQoSUmV2b2NhdGlvblNuYXBzaG90EhcKD3N0cmVhbV9zZXF1ZW5jZRgBIAEoBBIyCg5zdHJlYW1fY3JlYXRlZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOQoLcmV2b2NhdGlvbnMYBCADKAsyJC5zZXNzaW9uYXV0aG9yaXR5LnYxLlJldm9jYXRpb25FdmVudCJjCg9TaWduaW5nS2V5RXZlbnQSCgoCaWQYASABKAkSCwoDa2lkGAIgASgJEg8KB3JldGlyZWQYAyABKAgSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQBCg1TZWN1cml0eUV2ZW50EgoKAmlkGAEgASgJEjQKBHR5cGUYAiABKA4yJi5zZXNzaW9uYXV0aG9yaXR5LnYxLlNlY3VyaXR5RXZlbnRUeXBlEg8KB3VzZXJfaWQYAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCRImCgJhdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGZGV0YWlsGAYgASgJEg0KBWNvdW50GAcgASgNEhEKCWRldmljZV9pZBgIIAEoCRISCgppcF9hZGRyZXNzGAkgASgJKoMCChFTZWN1cml0eUV2ZW50VHlwZRIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASJQohU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JFVVNFEAESKAokU0VDVVJJVFlfRVZFTlRfVFlQRV9ORVdfREVWSUNFX0xPR0lOEAISLQopU0VDVVJJVFlfRVZFTlRfVFlQRV9SRUZSRVNIX1JBVEVfRVhDRUVERUQQAxIjCh9TRUNVUklUWV9FVkVOVF9UWVBFX01BU1NfTE9HT1VUEAQSJAogU0VDVVJJVFlfRVZFTlRfVFlQRV9TVE9SRV9FUlJPUlMQBWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sessionauthority_v1_authority]);
 
 /**
  * RevokedToken names one access token.
@@ -149,6 +149,53 @@ export const RevocationEventSchema: GenMessage<RevocationEvent> = /*@__PURE__*/
   messageDesc(file_sessionauthority_v1_events, 3);
 
 /**
+ * RevocationSnapshot is the live revocation set as of one message of
+ * SA_REVOCATIONS, compacted: the object `revocations.v1` in the JetStream object
+ * store bucket SA_REVOCATION_SNAPSHOTS (the object's metadata repeats
+ * stream_sequence and stream_created). A verifier that loads it and then reads
+ * the stream from stream_sequence + 1 holds the same set as one that replayed the
+ * whole stream, in a fraction of the time. It must ignore a snapshot whose
+ * stream_created differs from the stream's (the stream was recreated) or whose
+ * stream_sequence is past the stream's last sequence.
+ *
+ * @generated from message sessionauthority.v1.RevocationSnapshot
+ */
+export type RevocationSnapshot = Message<"sessionauthority.v1.RevocationSnapshot"> & {
+  /**
+   * Every message of the stream up to and including this sequence is in the set.
+   *
+   * @generated from field: uint64 stream_sequence = 1;
+   */
+  streamSequence: bigint;
+
+  /**
+   * The stream's creation time, which identifies one life of the stream.
+   *
+   * @generated from field: google.protobuf.Timestamp stream_created = 2;
+   */
+  streamCreated?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Live entries only; id, revoked_at and a token's session_id are left empty.
+   *
+   * @generated from field: repeated sessionauthority.v1.RevocationEvent revocations = 4;
+   */
+  revocations: RevocationEvent[];
+};
+
+/**
+ * Describes the message sessionauthority.v1.RevocationSnapshot.
+ * Use `create(RevocationSnapshotSchema)` to create a new message.
+ */
+export const RevocationSnapshotSchema: GenMessage<RevocationSnapshot> = /*@__PURE__*/
+  messageDesc(file_sessionauthority_v1_events, 4);
+
+/**
  * SigningKeyEvent tells verifiers the key set changed; they refetch the JWKS.
  *
  * @generated from message sessionauthority.v1.SigningKeyEvent
@@ -182,7 +229,7 @@ export type SigningKeyEvent = Message<"sessionauthority.v1.SigningKeyEvent"> & {
  * Use `create(SigningKeyEventSchema)` to create a new message.
  */
 export const SigningKeyEventSchema: GenMessage<SigningKeyEvent> = /*@__PURE__*/
-  messageDesc(file_sessionauthority_v1_events, 4);
+  messageDesc(file_sessionauthority_v1_events, 5);
 
 /**
  * SecurityEvent is something worth an alert.
@@ -250,7 +297,7 @@ export type SecurityEvent = Message<"sessionauthority.v1.SecurityEvent"> & {
  * Use `create(SecurityEventSchema)` to create a new message.
  */
 export const SecurityEventSchema: GenMessage<SecurityEvent> = /*@__PURE__*/
-  messageDesc(file_sessionauthority_v1_events, 5);
+  messageDesc(file_sessionauthority_v1_events, 6);
 
 /**
  * SecurityEventType classifies security events.

@@ -1,0 +1,185 @@
+// The revocation snapshot: the authority stores the live set with the stream
+// sequence it reflects, and a verifier starts from it and reads only the
+// stream after it, holding exactly what a full replay would. A snapshot from
+// another life of the stream, or one that cannot be read, is ignored.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsRevocationFeed } from '../../src/events/nats-revocation-feed.js';
+import { encodeRevocationSnapshot } from '../../src/events/revocation-snapshot.js';
+import { RevocationSnapshotWriter } from '../../src/events/revocation-snapshot-writer.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { SNAPSHOTS, STREAMS } from '../../src/events/subjects.js';
+import { RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
+import type { RevocationEntry } from '../../src/verifier/revocation-feed.js';
+import { apiKey, createSession, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
+import { startNats, type NatsProcess } from '../support/nats-server.js';
+import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { spawnSidecar, until, verdictOf, type Sidecar } from '../support/sidecars.js';
+
+let redis: RedisProcess;
+let nats: NatsProcess;
+let auth: TestAuthority;
+let nc: NatsConnection;
+const feeds: NatsRevocationFeed[] = [];
+const sidecars: Sidecar[] = [];
+
+beforeAll(async () => {
+  [redis, nats] = await Promise.all([startRedis(), startNats()]);
+  // The writer's timer never fires here: each test stores a snapshot when it wants one.
+  auth = await startTestAuthority({ redisUrl: redis.url, env: { NATS_URL: nats.url, SA_REVOCATION_SNAPSHOT_INTERVAL: '1h' } });
+  nc = await connect({ servers: nats.url });
+});
+afterAll(async () => {
+  await Promise.all([...feeds.map((f) => f.close()), ...sidecars.map((s) => s.stop())]);
+  await nc?.close();
+  await auth?.stop();
+  await Promise.all([redis?.stop(), nats?.stop()]);
+});
+
+async function collect(): Promise<{ entries: RevocationEntry[]; feed: NatsRevocationFeed }> {
+  const entries: RevocationEntry[] = [];
+  const feed = new NatsRevocationFeed({ servers: nats.url });
+  feeds.push(feed);
+  await feed.start({ apply: (e) => entries.push(e), keysChanged: () => {} });
+  return { entries, feed };
+}
+
+const streamInfo = async () => (await jetstreamManager(nc)).streams.info(STREAMS.revocations.name);
+
+/** Revokes a new session and returns its id once the event is in the stream. */
+async function revokedSession(): Promise<{ sid: string; access: string }> {
+  const s = await createSession(auth.grpc, auth.keys.admin, { userId: uniqueUser() });
+  await auth.grpc.revoke({ target: { case: 'sessionId', value: s.sid }, reason: RevocationReason.ADMIN_ACTION }, apiKey(auth.keys.admin));
+  return { sid: s.sid, access: s.access };
+}
+
+/** Has the writer store a snapshot covering the whole stream as it is now; returns that sequence. */
+async function snapshotNow(): Promise<number> {
+  const last = (await streamInfo()).state.last_seq;
+  const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+  await until(async () => {
+    await auth.authority.snapshots!.writeIfBehind();
+    const info = await store.info(SNAPSHOTS.object);
+    return Number(info?.metadata?.['stream-sequence'] ?? 0) >= last;
+  }, 10_000, 'snapshot covering the stream');
+  return last;
+}
+
+describe('revocation snapshot', () => {
+  it('a feed starts from the snapshot and reads only the messages after it', async () => {
+    const before = [await revokedSession(), await revokedSession()];
+    const covered = await snapshotNow();
+    const after = await revokedSession();
+    const { entries, feed } = await collect();
+    expect(feed.snapshot?.streamSequence).toBeGreaterThanOrEqual(covered);
+    const sids = new Set(entries.map((e) => e.sid));
+    for (const s of [...before, after]) expect(sids.has(s.sid)).toBe(true);
+    // Only the tail came as messages: the revocation after the snapshot.
+    const last = (await streamInfo()).state.last_seq;
+    expect(feed.delivered).toBe(last - feed.snapshot!.streamSequence);
+    expect(feed.delivered).toBeLessThan(last);
+  });
+
+  it('stores nothing when the stored snapshot already covers the stream', async () => {
+    await revokedSession();
+    await snapshotNow();
+    const written = auth.authority.snapshots!.written;
+    expect(await auth.authority.snapshots!.writeIfBehind()).toBe(false);
+    expect(auth.authority.snapshots!.written).toBe(written);
+  });
+
+  it('in each interval one replica writes: a second writer leaves a snapshot younger than the interval alone', async () => {
+    let now = Date.now();
+    const other = new RevocationSnapshotWriter({ servers: [nats.url], intervalMs: 30_000, logger: silentLogger, clock: { now: () => now } });
+    try {
+      other.start();
+      await snapshotNow(); // by the authority's writer
+      await revokedSession();
+      const last = (await streamInfo()).state.last_seq;
+      await until(async () => (await other.writeIfDue()) || other.position().streamSequence >= last, 10_000, 'second writer caught up');
+      expect(other.written).toBe(0);
+      expect(await other.writeIfDue()).toBe(false);
+      now += 30_000;
+      expect(await other.writeIfDue()).toBe(true);
+      expect(await other.writeIfDue()).toBe(false);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('a sidecar started from a snapshot rejects revoked tokens from before and after it', async () => {
+    const before = await revokedSession();
+    await snapshotNow();
+    const after = await revokedSession();
+    const live = await createSession(auth.grpc, auth.keys.admin, { userId: uniqueUser() });
+    const sidecar = await spawnSidecar('from-snapshot', { SA_AUTHORITY_URL: auth.httpUrl, NATS_URL: nats.url, SA_LOG_LEVEL: 'info' });
+    sidecars.push(sidecar);
+    await until(async () => (await sidecar.http('/readyz')).status === 200, 20_000, 'sidecar ready');
+    expect(sidecar.output!()).toMatch(/revocation snapshot loaded/);
+    expect((await verdictOf(sidecar.grpc, before.access)).verdict).toBe('REVOKED');
+    expect((await verdictOf(sidecar.grpc, after.access)).verdict).toBe('REVOKED');
+    expect((await verdictOf(sidecar.grpc, live.access)).verdict).toBe('VALID');
+  });
+
+  it('reads on from the stream\'s first message when the messages after the snapshot have aged out', async () => {
+    const covered = await snapshotNow();
+    const gone = await revokedSession();
+    const kept = await revokedSession();
+    // As max_age would: everything before `kept`'s message leaves the stream.
+    const jsm = await jetstreamManager(nc);
+    const last = (await streamInfo()).state.last_seq;
+    await jsm.streams.purge(STREAMS.revocations.name, { seq: last });
+    expect((await streamInfo()).state.first_seq).toBeGreaterThan(covered + 1);
+    const { entries, feed } = await collect();
+    expect(feed.snapshot?.streamSequence).toBe(covered);
+    expect(entries.some((e) => e.sid === kept.sid)).toBe(true);
+    expect(entries.some((e) => e.sid === gone.sid)).toBe(false);
+  });
+
+  it('ignores a snapshot of another life of the stream and replays the whole stream', async () => {
+    const real = await revokedSession();
+    const info = await streamInfo();
+    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    // A snapshot of a stream that was deleted and created again (another creation
+    // time), claiming a position this stream has reached.
+    const ghost: RevocationEntry = { kind: 'session', sid: 'ghost-session', reason: 1, expiresAt: Date.now() + 60_000 };
+    const at = { streamSequence: info.state.last_seq, streamCreated: Date.parse(info.created) - 1000 };
+    await store.putBlob({ name: SNAPSHOTS.object, metadata: { 'stream-sequence': String(at.streamSequence), 'stream-created': String(at.streamCreated) } }, await encodeRevocationSnapshot([ghost], at, Date.now()));
+    const { entries, feed } = await collect();
+    expect(feed.snapshot).toBeUndefined();
+    expect(entries.some((e) => e.sid === 'ghost-session')).toBe(false);
+    expect(entries.some((e) => e.sid === real.sid)).toBe(true);
+    expect(feed.delivered).toBe(info.state.messages);
+  });
+
+  it('ignores a snapshot that claims a position past the end of the stream', async () => {
+    const info = await streamInfo();
+    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    const at = { streamSequence: info.state.last_seq + 1000, streamCreated: Date.parse(info.created) };
+    await store.putBlob({ name: SNAPSHOTS.object }, await encodeRevocationSnapshot([], at, Date.now()));
+    const { feed } = await collect();
+    expect(feed.snapshot).toBeUndefined();
+    expect(feed.delivered).toBe(info.state.messages);
+  });
+
+  it('replays the whole stream when the snapshot cannot be read', async () => {
+    const real = await revokedSession();
+    const info = await streamInfo();
+    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    await store.putBlob({ name: SNAPSHOTS.object }, new Uint8Array([0x08, 0xff, 0xff]));
+    const { entries, feed } = await collect();
+    expect(feed.snapshot).toBeUndefined();
+    expect(entries.some((e) => e.sid === real.sid)).toBe(true);
+    expect(feed.delivered).toBe(info.state.messages);
+  });
+
+  it('the writer replaces a snapshot of another life of the stream', async () => {
+    // The previous tests left unusable snapshots behind.
+    await revokedSession();
+    await snapshotNow();
+    const { feed } = await collect();
+    expect(feed.snapshot?.streamSequence).toBe((await streamInfo()).state.last_seq);
+  });
+});
