@@ -6,7 +6,7 @@ import {
   CreateSessionRequestSchema, CreateSessionResponseSchema, RefreshRequestSchema, RefreshResponseSchema, SessionAuthorityService,
   ValidateTokenRequestSchema, ValidateTokenResponseSchema,
 } from "../src/gen/sessionauthority/v1/authority_pb.js";
-import { H2GrpcClient } from "./h2-grpc-client.js";
+import { FramedGrpcClient } from "./framed-grpc-client.js";
 
 interface Job {
   target: string;
@@ -20,13 +20,13 @@ interface Job {
 
 const job = JSON.parse(process.env.BENCH_JOB!) as Job;
 // Several HTTP/2 connections, as a fleet of callers would have.
-const clients = Array.from({ length: 4 }, () => new H2GrpcClient(job.target));
+const clients = Array.from({ length: 4 }, () => new FramedGrpcClient(job.target));
 const auth = { authorization: `ApiKey ${job.apiKey}` };
 const path = (method: string) => `/${SessionAuthorityService.typeName}/${method}`;
 const UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 let counter = 0;
 
-function createSession(client: H2GrpcClient) {
+function createSession(client: FramedGrpcClient) {
   const n = counter++;
   return client.call(
     path("CreateSession"), CreateSessionRequestSchema, CreateSessionResponseSchema,
@@ -45,7 +45,7 @@ async function main() {
   const workers: (() => Promise<void>)[] = [];
 
   // Per-worker state set up before the clock starts.
-  const seeder = job.seedTarget ? new H2GrpcClient(job.seedTarget) : undefined;
+  const seeder = job.seedTarget ? new FramedGrpcClient(job.seedTarget) : undefined;
   const seeds = job.rpc === "createSession" ? [] : await Promise.all(Array.from({ length: job.concurrency }, (_, i) => createSession(seeder ?? clients[i % 4]!)));
   seeder?.close();
 

@@ -32,7 +32,7 @@ import {
 import { createVerifier, type FeedSink, type RevocationFeed } from "../src/verifier/index.js";
 import { startNats } from "../test/support/nats-server.js";
 import { startRedis } from "../test/support/redis-server.js";
-import { H2GrpcClient } from "./h2-grpc-client.js";
+import { FramedGrpcClient } from "./framed-grpc-client.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -78,7 +78,7 @@ async function main() {
     const grpcPort = Number(/gRPC\s+127\.0\.0\.1:(\d+)/.exec(out)![1]);
     const httpPort = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
     const authorityUrl = `http://127.0.0.1:${httpPort}`;
-    const client = new H2GrpcClient(`127.0.0.1:${grpcPort}`);
+    const client = new FramedGrpcClient(`127.0.0.1:${grpcPort}`);
     const path = (m: string) => `/${SessionAuthorityService.typeName}/${m}`;
     const auth = { authorization: `ApiKey ${apiKey}` };
     const newSession = (userId: string) =>
