@@ -36,6 +36,22 @@ describe('revocation snapshot', () => {
     expect(s.revocations[2]!.target.value).toMatchObject({ notBefore: BigInt(NOW / 1000 - 5) });
   });
 
+  it('writes odd values as the reflective decoder reads them: multi-byte text, big sequences, negative times, wide reasons', async () => {
+    const odd: RevocationEntry[] = [
+      { kind: 'session', sid: 'sé-ß-😀', userId: 'ü'.repeat(70), reason: 300, expiresAt: NOW + 123 },
+      { kind: 'user', userId: 'u', notBefore: -5, reason: 1, expiresAt: -1500 },
+    ];
+    const at = { streamSequence: 2 ** 40 + 7, streamCreated: NOW };
+    const s = fromBinary(RevocationSnapshotSchema, await encodeRevocationSnapshot(odd, at, NOW));
+    expect(s.streamSequence).toBe(BigInt(2 ** 40 + 7));
+    expect(s.revocations[0]!.target.value).toMatchObject({ sessionId: 'sé-ß-😀' });
+    expect(s.revocations[0]!.userId).toBe('ü'.repeat(70));
+    expect(s.revocations[0]!.reason).toBe(300);
+    expect(timestampDate(s.revocations[0]!.expiresAt!).getTime()).toBe(NOW + 123);
+    expect(s.revocations[1]!.target.value).toMatchObject({ notBefore: -5n });
+    expect(timestampDate(s.revocations[1]!.expiresAt!).getTime()).toBe(-1500);
+  });
+
   it('reads back its position and its entries', async () => {
     const data = await encodeRevocationSnapshot(entries, AT, NOW);
     expect(readSnapshotPosition(data)).toEqual(AT);
