@@ -265,7 +265,7 @@ async function main() {
     const replay = await coldStarts(false);
     // The authority's snapshot writer (off in this authority, so the bench
     // decides when a snapshot exists), run here on the same code.
-    const writer = new RevocationSnapshotWriter({ servers: [nats.url], intervalMs: 3_600_000, logger: silentLogger, clock: systemClock });
+    const writer = new RevocationSnapshotWriter({ servers: [nats.url], intervalMs: 3_600_000, clockSkewMs: 30_000, logger: silentLogger, clock: systemClock });
     writer.start();
     const snc = await connect({ servers: nats.url });
     const lastSeq = (await (await jetstreamManager(snc)).streams.info(STREAMS.revocations.name)).state.last_seq;

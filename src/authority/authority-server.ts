@@ -110,7 +110,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   relay?.start();
   // Sidecars start from this snapshot and read only the stream after it.
   const snapshots = config.natsUrl && config.revocationSnapshotIntervalMs > 0
-    ? new RevocationSnapshotWriter({ servers: config.natsUrl.split(","), intervalMs: config.revocationSnapshotIntervalMs, logger, clock })
+    ? new RevocationSnapshotWriter({ servers: config.natsUrl.split(","), intervalMs: config.revocationSnapshotIntervalMs, clockSkewMs: config.clockSkewMs, logger, clock })
     : undefined;
   snapshots?.start();
   // Alerts about this replica belong to no user's outbox: the relay publishes them directly.

@@ -28,7 +28,7 @@ export async function sidecar(config: SidecarConfig): Promise<void> {
     jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
     issuer: config.issuer,
     audience: config.audience,
-    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(","), logger }),
+    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(","), snapshots: config.snapshots, logger }),
     clockSkewMs: config.clockSkewMs,
     maxTokenBytes: config.maxTokenBytes,
     maxStalenessMs: config.maxStalenessMs,

@@ -154,6 +154,7 @@ export const DEFAULTS = {
   SA_SIDECAR_HTTP_PORT: "8081",
   SA_SIDECAR_MAX_STALENESS: "30s",
   SA_SIDECAR_FAIL_MODE: "closed",
+  SA_SIDECAR_SNAPSHOTS: "on",
   SA_SIDECAR_TOKEN_CACHE_SIZE: "10000",
 } as const;
 
@@ -339,6 +340,8 @@ export interface SidecarConfig {
   /** After this long without its event feed the sidecar fails closed (or open, visibly). */
   maxStalenessMs: number;
   failMode: "closed" | "open";
+  /** Start from the authority's revocation snapshot when there is a usable one (else replay the whole stream). */
+  snapshots: boolean;
   tokenCacheSize: number;
   logLevel: string;
 }
@@ -352,6 +355,8 @@ export function loadSidecarConfig(env: Record<string, string | undefined> = proc
   if (!natsUrl) throw new ConfigError("NATS_URL", "is required: without the revocation feed a sidecar cannot honour logouts");
   const failMode = raw("SA_SIDECAR_FAIL_MODE");
   if (failMode !== "closed" && failMode !== "open") throw new ConfigError("SA_SIDECAR_FAIL_MODE", 'must be "closed" or "open"');
+  const snapshots = raw("SA_SIDECAR_SNAPSHOTS");
+  if (snapshots !== "on" && snapshots !== "off") throw new ConfigError("SA_SIDECAR_SNAPSHOTS", 'must be "on" or "off"');
   return {
     host: nonEmpty("SA_SIDECAR_HOST"),
     grpcPort: integer("SA_SIDECAR_GRPC_PORT", 0, 65535),
@@ -364,6 +369,7 @@ export function loadSidecarConfig(env: Record<string, string | undefined> = proc
     maxTokenBytes: integer("SA_MAX_TOKEN_BYTES", 512, 65536),
     maxStalenessMs: duration("SA_SIDECAR_MAX_STALENESS", 1000),
     failMode,
+    snapshots: snapshots === "on",
     tokenCacheSize: integer("SA_SIDECAR_TOKEN_CACHE_SIZE", 0, 10_000_000),
     logLevel: raw("SA_LOG_LEVEL"),
   };

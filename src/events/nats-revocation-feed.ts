@@ -88,11 +88,20 @@ export class NatsRevocationFeed implements RevocationFeed {
   /** Resolves once every event published before the call has been delivered. */
   async start(sink: FeedSink): Promise<void> {
     const nc = await this.connectWithRetry();
+    if (this.closed) {
+      // Closed while connecting: nobody would ever close this connection.
+      await nc.close().catch(() => undefined);
+      throw new Error("revocation feed closed");
+    }
     this.nc = nc;
     this.setConnected(true);
     void this.watchConnection(nc);
 
     this.sink = sink;
+    // Every attempt starts afresh: a position kept from a failed attempt may
+    // belong to a stream that has since been deleted and created again.
+    this.lastSeq = 0;
+    this.snapshot = undefined;
     let replayed!: () => void;
     const done = new Promise<void>((resolve) => (replayed = resolve));
     try {

@@ -1,4 +1,3 @@
-import type { ObjectStore } from "@nats-io/obj";
 import type { Clock } from "../shared/clock.js";
 import type { Logger } from "../shared/logger.js";
 import { retryUntilDone } from "../verifier/retry-until-done.js";
@@ -14,6 +13,12 @@ export interface RevocationSnapshotWriterOptions {
   servers: string[];
   /** How often to store a new snapshot when the stream has moved on. */
   intervalMs: number;
+  /**
+   * The clock skew verifiers allow: entries are kept until that long after
+   * they expire by this clock, so a verifier whose clock is behind still finds
+   * every entry it would hold after a full replay.
+   */
+  clockSkewMs: number;
   logger: Logger;
   clock: Clock;
 }
@@ -41,7 +46,6 @@ export class RevocationSnapshotWriter {
   private readonly feed: NatsRevocationFeed;
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
-  private bucket: ObjectStore | undefined;
   private writing: Promise<boolean> | undefined;
   /** Snapshots this process stored (for tests and logs). */
   written = 0;
@@ -52,7 +56,7 @@ export class RevocationSnapshotWriter {
 
   /** Starts following the stream in the background; the first write waits one interval. */
   start(): void {
-    const sink: FeedSink = { apply: (entry) => void this.set.apply(entry, this.o.clock.now()), keysChanged: () => {} };
+    const sink: FeedSink = { apply: (entry) => void this.set.apply(entry, this.keepFrom()), keysChanged: () => {} };
     retryUntilDone(() => this.feed.start(sink), {
       signal: this.stopping.signal,
       onFailure: (e) => this.o.logger.warn({ err: (e as Error).message }, "snapshot writer could not read the revocation stream; retrying"),
@@ -79,9 +83,10 @@ export class RevocationSnapshotWriter {
   private async store(timed: boolean): Promise<boolean> {
     const at = this.feed.position();
     if (at.streamSequence === 0) return false;
-    this.bucket ??= await snapshotBucket(this.connection());
+    // Opened on the feed's current connection each time: a failed feed start replaces it.
+    const bucket = await snapshotBucket(this.connection());
     // Asked every time, not remembered: another replica may have stored a newer one.
-    const meta = (await this.bucket.info(SNAPSHOTS.object))?.metadata;
+    const meta = (await bucket.info(SNAPSHOTS.object))?.metadata;
     const now = this.o.clock.now();
     if (meta && Number(meta[META_CREATED]) === at.streamCreated) {
       if (Number(meta[META_SEQUENCE]) >= at.streamSequence) return false;
@@ -89,14 +94,27 @@ export class RevocationSnapshotWriter {
       if (timed && now - Number(meta[META_WRITTEN]) < this.o.intervalMs * 0.9) return false;
     }
     const startedAt = performance.now();
-    const data = await encodeRevocationSnapshot(this.set.entries(now), at, now);
-    await this.bucket.putBlob(
+    // The set only ever grows between snapshots otherwise: nothing else reads it.
+    this.set.prune(this.keepFrom());
+    const data = await encodeRevocationSnapshot(this.set.entries(this.keepFrom()), at, now);
+    await bucket.putBlob(
       { name: SNAPSHOTS.object, metadata: { [META_SEQUENCE]: String(at.streamSequence), [META_CREATED]: String(at.streamCreated), [META_WRITTEN]: String(now) } },
       data,
     );
     this.written++;
     this.o.logger.debug({ sequence: at.streamSequence, bytes: data.length, ms: Math.round(performance.now() - startedAt) }, "revocation snapshot stored");
     return true;
+  }
+
+  /** Entries held (expired ones not yet pruned included). */
+  held(): number {
+    const { tokens, sessions, users } = this.set.size();
+    return tokens + sessions + users;
+  }
+
+  /** Entries that expired before this stay out of snapshots. */
+  private keepFrom(): number {
+    return this.o.clock.now() - this.o.clockSkewMs;
   }
 
   /** How far this writer has read the stream. */

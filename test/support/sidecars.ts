@@ -88,7 +88,7 @@ export async function startInProcessSidecar(o: InProcessOptions): Promise<Sideca
     jwksUrl: `${config.authorityUrl}/.well-known/jwks.json`,
     issuer: config.issuer,
     audience: config.audience,
-    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(','), ...(o.logger ? { logger: o.logger } : {}) }),
+    feed: new NatsRevocationFeed({ servers: config.natsUrl.split(','), snapshots: config.snapshots, ...(o.logger ? { logger: o.logger } : {}) }),
     clockSkewMs: config.clockSkewMs,
     maxTokenBytes: config.maxTokenBytes,
     maxStalenessMs: config.maxStalenessMs,

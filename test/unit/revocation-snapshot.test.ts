@@ -8,6 +8,7 @@ import { applySnapshotEntries, encodeRevocationSnapshot, readSnapshotPosition } 
 import { RevocationSnapshotSchema } from '../../src/gen/sessionauthority/v1/events_pb.js';
 import type { RevocationEntry } from '../../src/verifier/revocation-feed.js';
 import { RevocationSet } from '../../src/verifier/revocation-set.js';
+import { ConfigError, loadSidecarConfig } from '../../src/config/config.js';
 
 const NOW = 1_767_225_600_000;
 const AT = { streamSequence: 123_456, streamCreated: NOW - 3_600_123 };
@@ -87,5 +88,25 @@ describe('revocation snapshot', () => {
     const data = await encodeRevocationSnapshot(entries, AT, NOW);
     expect(() => applySnapshotEntries(data.subarray(0, data.length - 3), () => {})).toThrow();
     expect(() => readSnapshotPosition(data.subarray(0, data.length - 3))).toThrow();
+  });
+});
+
+describe('SA_SIDECAR_SNAPSHOTS', () => {
+  const base = { NATS_URL: 'nats://127.0.0.1:4222' };
+  it('is on by default and can be turned off', () => {
+    expect(loadSidecarConfig(base).snapshots).toBe(true);
+    expect(loadSidecarConfig({ ...base, SA_SIDECAR_SNAPSHOTS: 'off' }).snapshots).toBe(false);
+  });
+  it('refuses anything but on or off, naming the key', () => {
+    for (const bad of ['yes', 'true', '', 'OFF']) {
+      let error: unknown;
+      try {
+        loadSidecarConfig({ ...base, SA_SIDECAR_SNAPSHOTS: bad });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).key).toBe('SA_SIDECAR_SNAPSHOTS');
+    }
   });
 });
