@@ -20,7 +20,16 @@ export interface NatsRevocationFeedOptions {
   snapshots?: boolean;
 }
 
-/** The snapshot a feed started from. */
+/**
+ * The snapshot a feed started from (`feed.snapshot`; undefined when it replayed
+ * the whole stream).
+ *
+ * @example
+ * ```ts
+ * await verifier.ready();
+ * if (feed.snapshot) logger.info(feed.snapshot, "started from the revocation snapshot");
+ * ```
+ */
 export interface LoadedSnapshot {
   streamSequence: number;
   entries: number;

@@ -2,11 +2,11 @@
 // NATS is up, later (and still exactly once per event) when it was down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsRevocationFeed } from '../../src/events/nats-revocation-feed.js';
-import type { RevocationEntry } from '../../src/verifier/revocation-feed.js';
 import { RevocationReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { startNats, type NatsProcess } from '../support/nats-server.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { apiKey, createSession, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
+import { collectingFeed } from '../support/sidecars.js';
 
 let redis: RedisProcess;
 let nats: NatsProcess;
@@ -23,14 +23,7 @@ afterAll(async () => {
   await Promise.all([redis?.stop(), nats?.stop()]);
 });
 
-/** A feed collecting everything it delivers. */
-async function collect(): Promise<{ entries: RevocationEntry[]; feed: NatsRevocationFeed }> {
-  const entries: RevocationEntry[] = [];
-  const feed = new NatsRevocationFeed({ servers: nats.url });
-  feeds.push(feed);
-  await feed.start({ apply: (e) => entries.push(e), keysChanged: () => {} });
-  return { entries, feed };
-}
+const collect = () => collectingFeed(nats.url, feeds);
 
 async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -18,7 +18,7 @@ import type { RevocationEntry } from '../../src/verifier/revocation-feed.js';
 import { apiKey, createSession, startTestAuthority, uniqueUser, type TestAuthority } from '../support/authority.js';
 import { startNats, type NatsProcess } from '../support/nats-server.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
-import { spawnSidecar, until, verdictOf, type Sidecar } from '../support/sidecars.js';
+import { collectingFeed, spawnSidecar, until, verdictOf, type Sidecar } from '../support/sidecars.js';
 
 let redis: RedisProcess;
 let nats: NatsProcess;
@@ -41,13 +41,7 @@ afterAll(async () => {
   await Promise.all([redis?.stop(), nats?.stop()]);
 });
 
-async function collect(): Promise<{ entries: RevocationEntry[]; feed: NatsRevocationFeed }> {
-  const entries: RevocationEntry[] = [];
-  const feed = new NatsRevocationFeed({ servers: nats.url });
-  feeds.push(feed);
-  await feed.start({ apply: (e) => entries.push(e), keysChanged: () => {} });
-  return { entries, feed };
-}
+const collect = () => collectingFeed(nats.url, feeds);
 
 const streamInfo = async () => (await jetstreamManager(nc)).streams.info(STREAMS.revocations.name);
 

@@ -14,7 +14,7 @@ import { Health, HealthCheckResponse_ServingStatus } from '../../src/gen/grpc/he
 import { RevocationReason, SessionAuthorityService, TokenInvalidReason } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { silentLogger, type Logger } from '../../src/shared/logger.js';
 import { startSidecar } from '../../src/sidecar/sidecar-server.js';
-import { createVerifier, type Verifier, type VerifierOptions, type VerifierStatus } from '../../src/verifier/index.js';
+import { createVerifier, type RevocationEntry, type Verifier, type VerifierOptions, type VerifierStatus } from '../../src/verifier/index.js';
 import { killOnExit } from './server-process.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -244,6 +244,19 @@ export async function servingStatus(s: Sidecar, service = ''): Promise<string> {
   } catch (e) {
     return `error:${Code[ConnectError.from(e).code]}`;
   }
+}
+
+/**
+ * A NatsRevocationFeed that collects everything it delivers, started (so
+ * replayed to the end of the stream) when returned; `opened` receives it for
+ * closing after the tests.
+ */
+export async function collectingFeed(natsUrl: string, opened: NatsRevocationFeed[]): Promise<{ entries: RevocationEntry[]; feed: NatsRevocationFeed }> {
+  const entries: RevocationEntry[] = [];
+  const feed = new NatsRevocationFeed({ servers: natsUrl });
+  opened.push(feed);
+  await feed.start({ apply: (e) => entries.push(e), keysChanged: () => {} });
+  return { entries, feed };
 }
 
 /** Polls until check() is true; returns the time it took. */
