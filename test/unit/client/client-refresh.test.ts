@@ -44,6 +44,16 @@ function apiFetch(auth: FakeAuthority, sessionId: string) {
   return { fetch, seen };
 }
 
+/** A client on a signed-in session whose fetch reaches the API as well, resumed; with the refreshes made so far. */
+async function fetchingClient() {
+  const { auth, time, sessionId } = await signedIn();
+  const api = apiFetch(auth, sessionId);
+  const client = browserClient(auth, time, { fetch: api.fetch });
+  open.push(client);
+  await client.resume();
+  return { auth, time, sessionId, api, client, refreshesBefore: auth.calls.refresh };
+}
+
 describe("client: sign-in and the refresh schedule", () => {
   it("signs in with the handoff code over POST /auth/v1/session with credentials and the CSRF header", async () => {
     const { auth, client, log } = setup();
@@ -160,12 +170,7 @@ describe("client: refresh on UNAUTHENTICATED, once", () => {
   });
 
   it("fetch wrapper: attaches the token; a 401 refreshes once and retries once, body included", async () => {
-    const { auth, time, sessionId } = await signedIn();
-    const api = apiFetch(auth, sessionId);
-    const client = browserClient(auth, time, { fetch: api.fetch });
-    open.push(client);
-    await client.resume();
-    const refreshesBefore = auth.calls.refresh;
+    const { auth, api, client, refreshesBefore } = await fetchingClient();
     auth.refuseBearer = true;
     const refused = await client.fetch("https://api.example.test/orders", { method: "POST", body: "x" });
     expect(refused.status).toBe(401);
@@ -181,12 +186,7 @@ describe("client: refresh on UNAUTHENTICATED, once", () => {
   });
 
   it("20 concurrent calls with an expired token share exactly one refresh", async () => {
-    const { auth, time, sessionId } = await signedIn();
-    const api = apiFetch(auth, sessionId);
-    const client = browserClient(auth, time, { fetch: api.fetch });
-    open.push(client);
-    await client.resume();
-    const refreshesBefore = auth.calls.refresh;
+    const { auth, time, sessionId, api, client, refreshesBefore } = await fetchingClient();
     time.jump(20 * MIN); // asleep past expiry: no timer ran
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => client.fetch(`https://api.example.test/item/${i}`)));
     expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200));

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createInProcessLock, createWebLocksLock, type SessionClient, type SessionLock, type WebLockManager } from "../../../src/client/index.js";
-import { browserClient, record, uniqueChannel } from "./support/clients.js";
+import { createInProcessLock, createWebLocksLock, type SessionClient, type WebLockManager } from "../../../src/client/index.js";
+import { browserClient, twoTabs, uniqueChannel } from "./support/clients.js";
 import { FakeAuthority } from "./support/fake-authority.js";
 import { FakeTime, settle, until } from "./support/fake-time.js";
 
@@ -44,23 +44,6 @@ class FakeLockManager implements WebLockManager {
   }
 }
 
-/** Two tabs of one browser: one cookie jar, one clock, one channel, one lock. */
-async function twoTabs(lock: SessionLock | [SessionLock, SessionLock] = createInProcessLock(), options: Parameters<typeof browserClient>[2] = {}) {
-  const time = new FakeTime();
-  const auth = new FakeAuthority(time);
-  const channelName = uniqueChannel();
-  const [lockA, lockB] = Array.isArray(lock) ? lock : [lock, lock];
-  const a = browserClient(auth, time, { channelName, lock: lockA, ...options });
-  const b = browserClient(auth, time, { channelName, lock: lockB, ...options });
-  open.push(a, b);
-  const logA = record(a);
-  const logB = record(b);
-  const { sessionId, handoffCode } = auth.createHandoff();
-  await a.signIn(handoffCode);
-  await until(() => b.session?.sessionId === sessionId, "tab B to adopt tab A's sign-in");
-  return { time, auth, a, b, logA, logB, sessionId, channelName };
-}
-
 function holdRefreshes(auth: FakeAuthority): () => void {
   let release!: () => void;
   auth.refreshGate = new Promise((resolve) => (release = resolve));
@@ -72,7 +55,7 @@ function holdRefreshes(auth: FakeAuthority): () => void {
 
 describe("client: tabs", () => {
   it("a tab without a session takes the session another tab signed in (token over BroadcastChannel, no request)", async () => {
-    const { auth, a, b, logB, sessionId } = await twoTabs();
+    const { auth, a, b, logB, sessionId } = await twoTabs(open);
     expect(auth.calls.refresh).toBe(0);
     expect(await b.getAccessToken()).toBe(await a.getAccessToken());
     expect(logB.of("refreshed")).toEqual([{ session: b.session, source: "other-tab" }]);
@@ -83,7 +66,7 @@ describe("client: tabs", () => {
     ["an in-process lock", () => createInProcessLock()],
     ["Web Locks", () => createWebLocksLock(new FakeLockManager())],
   ])("two tabs refreshing at once make one refresh and both end with the new token, no logout (%s)", async (_, makeLock) => {
-    const { auth, a, b, logA, logB, sessionId } = await twoTabs(makeLock());
+    const { auth, a, b, logA, logB, sessionId } = await twoTabs(open, makeLock());
     const release = holdRefreshes(auth);
     const both = Promise.all([a.refresh(), b.refresh()]);
     await settle();
@@ -99,7 +82,7 @@ describe("client: tabs", () => {
   });
 
   it("planned refreshes due in both tabs at the same moment make one refresh", async () => {
-    const { time, auth, a, b, sessionId } = await twoTabs();
+    const { time, auth, a, b, sessionId } = await twoTabs(open);
     await time.advance(14 * MIN);
     expect(auth.calls.refresh).toBe(1);
     await until(() => b.session!.accessTokenExpiresAt === a.session!.accessTokenExpiresAt, "tab B to take the new token");
@@ -109,7 +92,7 @@ describe("client: tabs", () => {
   });
 
   it("without a shared lock both tabs refresh, and the grace window gives both the same pair (no logout)", async () => {
-    const { auth, a, b, logA, logB, sessionId } = await twoTabs([createInProcessLock(), createInProcessLock()]);
+    const { auth, a, b, logA, logB, sessionId } = await twoTabs(open, [createInProcessLock(), createInProcessLock()]);
     const release = holdRefreshes(auth);
     const both = Promise.all([a.refresh(), b.refresh()]);
     await settle();
@@ -161,7 +144,7 @@ describe("client: tabs", () => {
 
   it("a tab whose lock wait is answered by the other tab's token drops out of the lock queue", async () => {
     const lock = createWebLocksLock(new FakeLockManager());
-    const { auth, a, b, channelName } = await twoTabs(lock);
+    const { auth, a, b, channelName } = await twoTabs(open, lock);
     const release = holdRefreshes(auth);
     const both = Promise.all([a.refresh(), b.refresh()]);
     await settle();
@@ -174,14 +157,14 @@ describe("client: tabs", () => {
   });
 
   it("logout in one tab logs the other out with the same reason", async () => {
-    const { a, b, logB, sessionId } = await twoTabs();
+    const { a, b, logB, sessionId } = await twoTabs(open);
     await a.logout();
     await until(() => b.session === undefined, "tab B to hear of the logout");
     expect(logB.of("logged-out")).toEqual([{ reason: "logout", message: "You signed out.", sessionId, allSessions: false }]);
   });
 
   it("a session that ended is not revived by a late token broadcast", async () => {
-    const { a, b, sessionId, channelName } = await twoTabs();
+    const { a, b, sessionId, channelName } = await twoTabs(open);
     const s = a.session!;
     const late = { ...s, accessToken: await a.getAccessToken(), accessTokenExpiresAt: s.accessTokenExpiresAt + 10 * MIN };
     await a.logout();
@@ -196,7 +179,7 @@ describe("client: tabs", () => {
   });
 
   it("ignores malformed channel messages", async () => {
-    const { b, sessionId, channelName } = await twoTabs();
+    const { b, sessionId, channelName } = await twoTabs(open);
     const stray = new BroadcastChannel(channelName);
     for (const m of [null, "x", { v: 2, type: "grant" }, { v: 1, type: "grant", grant: { sessionId: "s9" } }, { v: 1, type: "logged-out", event: {} }]) {
       stray.postMessage(m);

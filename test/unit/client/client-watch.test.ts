@@ -1,8 +1,8 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { afterEach, describe, expect, it } from "vitest";
-import { createInProcessLock, type SessionClient } from "../../../src/client/index.js";
+import type { SessionClient } from "../../../src/client/index.js";
 import { RevocationReason } from "../../../src/gen/sessionauthority/v1/authority_pb.js";
-import { browserClient, record, uniqueChannel } from "./support/clients.js";
+import { browserClient, record, twoTabs } from "./support/clients.js";
 import { FakeAuthority } from "./support/fake-authority.js";
 import { FakeTime, settle, until } from "./support/fake-time.js";
 
@@ -149,18 +149,8 @@ describe("client: WatchSession", () => {
   });
 
   it("two tabs hold one stream between them; a revocation logs both out", async () => {
-    const time = new FakeTime();
-    const auth = new FakeAuthority(time);
-    const channelName = uniqueChannel();
-    const lock = createInProcessLock();
-    const a = browserClient(auth, time, { watchSession: true, channelName, lock });
-    const b = browserClient(auth, time, { watchSession: true, channelName, lock });
-    open.push(a, b);
-    const logA = record(a);
-    const logB = record(b);
-    const { sessionId, handoffCode } = auth.createHandoff();
-    await a.signIn(handoffCode);
-    await until(() => b.session !== undefined && auth.openWatchers().length === 1, "tab B and one stream");
+    const { auth, logA, logB, sessionId } = await twoTabs(open, undefined, { watchSession: true });
+    await until(() => auth.openWatchers().length === 1, "one stream");
     await settle();
     expect(auth.calls.watch).toBe(1);
 
@@ -176,15 +166,8 @@ describe("client: WatchSession", () => {
   });
 
   it("when the watching tab closes, the other tab takes the stream over", async () => {
-    const time = new FakeTime();
-    const auth = new FakeAuthority(time);
-    const channelName = uniqueChannel();
-    const lock = createInProcessLock();
-    const a = browserClient(auth, time, { watchSession: true, channelName, lock });
-    const b = browserClient(auth, time, { watchSession: true, channelName, lock });
-    open.push(a, b);
-    await a.signIn(auth.createHandoff().handoffCode);
-    await until(() => b.session !== undefined && auth.openWatchers().length === 1, "one stream");
+    const { auth, a, b } = await twoTabs(open, undefined, { watchSession: true });
+    await until(() => auth.openWatchers().length === 1, "one stream");
     a.close();
     await until(() => auth.calls.watch === 2 && auth.openWatchers().length === 1, "tab B's stream");
     expect(auth.bearers.at(-1)).toBe(await b.getAccessToken());

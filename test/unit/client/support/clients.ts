@@ -1,7 +1,7 @@
-import { createSessionClient, type SessionClient, type SessionClientOptions } from "../../../../src/client/index.js";
+import { createInProcessLock, createSessionClient, type SessionClient, type SessionClientOptions, type SessionLock } from "../../../../src/client/index.js";
 import type { SessionEvents } from "../../../../src/client/index.js";
-import type { FakeAuthority } from "./fake-authority.js";
-import type { FakeTime } from "./fake-time.js";
+import { FakeAuthority } from "./fake-authority.js";
+import { FakeTime, until } from "./fake-time.js";
 
 export const BASE_URL = "https://auth.example.test";
 
@@ -38,4 +38,29 @@ let channelSeq = 0;
 /** A BroadcastChannel name no other test uses (they share the process). */
 export function uniqueChannel(): string {
   return `sa-test-${process.pid}-${++channelSeq}-${Math.random().toString(36).slice(2)}`;
+}
+
+/**
+ * Two tabs of one browser: one cookie jar, one clock, one channel, one lock
+ * (or a lock each); tab A signed in and tab B holding its session. `open`
+ * receives both for closing after the test.
+ */
+export async function twoTabs(
+  open: SessionClient<string>[],
+  lock: SessionLock | [SessionLock, SessionLock] = createInProcessLock(),
+  options: Partial<SessionClientOptions<string>> = {},
+) {
+  const time = new FakeTime();
+  const auth = new FakeAuthority(time);
+  const channelName = uniqueChannel();
+  const [lockA, lockB] = Array.isArray(lock) ? lock : [lock, lock];
+  const a = browserClient(auth, time, { channelName, lock: lockA, ...options });
+  const b = browserClient(auth, time, { channelName, lock: lockB, ...options });
+  open.push(a, b);
+  const logA = record(a);
+  const logB = record(b);
+  const { sessionId, handoffCode } = auth.createHandoff();
+  await a.signIn(handoffCode);
+  await until(() => b.session?.sessionId === sessionId, "tab B to adopt tab A's sign-in");
+  return { time, auth, a, b, logA, logB, sessionId, channelName };
 }
