@@ -14,7 +14,6 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { createLocalJWKSet, jwtVerify } from "jose";
@@ -22,6 +21,7 @@ import { hashApiKey } from "../src/authority/caller-auth.js";
 import { encodeOutboxEvent } from "../src/events/event-codec.js";
 import { NatsRevocationFeed } from "../src/events/nats-revocation-feed.js";
 import { RevocationSnapshotWriter } from "../src/events/revocation-snapshot-writer.js";
+import { snapshotBucket, storedSnapshot } from "../src/events/snapshot-bucket.js";
 import { SNAPSHOTS, STREAMS } from "../src/events/subjects.js";
 import { systemClock } from "../src/shared/clock.js";
 import { silentLogger } from "../src/shared/logger.js";
@@ -269,13 +269,12 @@ async function main() {
     writer.start();
     const snc = await connect({ servers: nats.url });
     const lastSeq = (await (await jetstreamManager(snc)).streams.info(STREAMS.revocations.name)).state.last_seq;
-    const objects = await new Objm(snc).open(SNAPSHOTS.bucket);
+    const objects = await snapshotBucket(snc);
     let writeMs = 0;
     for (;;) {
       const t = performance.now();
       if (await writer.writeIfBehind()) writeMs = performance.now() - t;
-      const meta = (await objects.info(SNAPSHOTS.object))?.metadata;
-      if (Number(meta?.["stream-sequence"] ?? 0) >= lastSeq) break;
+      if (((await storedSnapshot(objects))?.at.streamSequence ?? 0) >= lastSeq) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const snapshotBytes = (await objects.info(SNAPSHOTS.object))!.size;

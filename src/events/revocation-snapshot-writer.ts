@@ -5,8 +5,7 @@ import type { FeedSink } from "../verifier/revocation-feed.js";
 import { RevocationSet } from "../verifier/revocation-set.js";
 import { NatsRevocationFeed } from "./nats-revocation-feed.js";
 import { encodeRevocationSnapshot, type SnapshotPosition } from "./revocation-snapshot.js";
-import { snapshotBucket } from "./snapshot-bucket.js";
-import { SNAPSHOTS } from "./subjects.js";
+import { snapshotBucket, snapshotObject, storedSnapshot } from "./snapshot-bucket.js";
 
 export interface RevocationSnapshotWriterOptions {
   /** NATS server URL(s). */
@@ -22,11 +21,6 @@ export interface RevocationSnapshotWriterOptions {
   logger: Logger;
   clock: Clock;
 }
-
-/** Object metadata keys: the position is readable without fetching the object. */
-const META_SEQUENCE = "stream-sequence";
-const META_CREATED = "stream-created";
-const META_WRITTEN = "written-at";
 
 /**
  * Keeps the stored revocation snapshot current. It follows the revocation
@@ -86,21 +80,19 @@ export class RevocationSnapshotWriter {
     // Opened on the feed's current connection each time: a failed feed start replaces it.
     const bucket = await snapshotBucket(this.connection());
     // Asked every time, not remembered: another replica may have stored a newer one.
-    const meta = (await bucket.info(SNAPSHOTS.object))?.metadata;
+    const stored = await storedSnapshot(bucket);
     const now = this.o.clock.now();
-    if (meta && Number(meta[META_CREATED]) === at.streamCreated) {
-      if (Number(meta[META_SEQUENCE]) >= at.streamSequence) return false;
+    if (stored && stored.at.streamCreated === at.streamCreated) {
+      if (stored.at.streamSequence >= at.streamSequence) return false;
       // A little under the interval, or timers drifting by a millisecond would skip every other round.
-      if (timed && now - Number(meta[META_WRITTEN]) < this.o.intervalMs * 0.9) return false;
+      if (timed && now - stored.writtenAt < this.o.intervalMs * 0.9) return false;
     }
     const startedAt = performance.now();
     // The set only ever grows between snapshots otherwise: nothing else reads it.
-    this.set.prune(this.keepFrom());
-    const data = await encodeRevocationSnapshot(this.set.entries(this.keepFrom()), at, now);
-    await bucket.putBlob(
-      { name: SNAPSHOTS.object, metadata: { [META_SEQUENCE]: String(at.streamSequence), [META_CREATED]: String(at.streamCreated), [META_WRITTEN]: String(now) } },
-      data,
-    );
+    const keepFrom = this.keepFrom();
+    this.set.prune(keepFrom);
+    const data = await encodeRevocationSnapshot(this.set.entries(keepFrom), at, now);
+    await bucket.putBlob(snapshotObject(at, now), data);
     this.written++;
     this.o.logger.debug({ sequence: at.streamSequence, bytes: data.length, ms: Math.round(performance.now() - startedAt) }, "revocation snapshot stored");
     return true;

@@ -4,11 +4,11 @@
 // another life of the stream, or one that cannot be read, is ignored.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsRevocationFeed } from '../../src/events/nats-revocation-feed.js';
 import { applySnapshotEntries, encodeRevocationSnapshot } from '../../src/events/revocation-snapshot.js';
 import { encodeOutboxEvent } from '../../src/events/event-codec.js';
+import { snapshotBucket, snapshotObject, storedSnapshot } from '../../src/events/snapshot-bucket.js';
 import { ensureStreams } from '../../src/events/streams.js';
 import { RevocationSnapshotWriter } from '../../src/events/revocation-snapshot-writer.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -55,11 +55,10 @@ async function revokedSession(): Promise<{ sid: string; access: string }> {
 /** Has the writer store a snapshot covering the whole stream as it is now; returns that sequence. */
 async function snapshotNow(): Promise<number> {
   const last = (await streamInfo()).state.last_seq;
-  const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+  const store = await snapshotBucket(nc);
   await until(async () => {
     await auth.authority.snapshots!.writeIfBehind();
-    const info = await store.info(SNAPSHOTS.object);
-    return Number(info?.metadata?.['stream-sequence'] ?? 0) >= last;
+    return ((await storedSnapshot(store))?.at.streamSequence ?? 0) >= last;
   }, 10_000, 'snapshot covering the stream');
   return last;
 }
@@ -82,7 +81,7 @@ async function writerAt(clock: { now: () => number }): Promise<RevocationSnapsho
 
 /** The sids in the stored snapshot. */
 async function storedSids(): Promise<Set<string>> {
-  const data = await (await new Objm(nc).open(SNAPSHOTS.bucket)).getBlob(SNAPSHOTS.object);
+  const data = await (await snapshotBucket(nc)).getBlob(SNAPSHOTS.object);
   const sids = new Set<string>();
   applySnapshotEntries(data!, (e) => e.sid && sids.add(e.sid));
   return sids;
@@ -167,12 +166,12 @@ describe('revocation snapshot', () => {
   it('ignores a snapshot of another life of the stream and replays the whole stream', async () => {
     const real = await revokedSession();
     const info = await streamInfo();
-    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    const store = await snapshotBucket(nc);
     // A snapshot of a stream that was deleted and created again (another creation
     // time), claiming a position this stream has reached.
     const ghost: RevocationEntry = { kind: 'session', sid: 'ghost-session', reason: 1, expiresAt: Date.now() + 60_000 };
     const at = { streamSequence: info.state.last_seq, streamCreated: Date.parse(info.created) - 1000 };
-    await store.putBlob({ name: SNAPSHOTS.object, metadata: { 'stream-sequence': String(at.streamSequence), 'stream-created': String(at.streamCreated) } }, await encodeRevocationSnapshot([ghost], at, Date.now()));
+    await store.putBlob(snapshotObject(at, Date.now()), await encodeRevocationSnapshot([ghost], at, Date.now()));
     const { entries, feed } = await collect();
     expect(feed.snapshot).toBeUndefined();
     expect(entries.some((e) => e.sid === 'ghost-session')).toBe(false);
@@ -182,7 +181,7 @@ describe('revocation snapshot', () => {
 
   it('ignores a snapshot that claims a position past the end of the stream', async () => {
     const info = await streamInfo();
-    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    const store = await snapshotBucket(nc);
     const at = { streamSequence: info.state.last_seq + 1000, streamCreated: Date.parse(info.created) };
     await store.putBlob({ name: SNAPSHOTS.object }, await encodeRevocationSnapshot([], at, Date.now()));
     const { feed } = await collect();
@@ -193,7 +192,7 @@ describe('revocation snapshot', () => {
   it('replays the whole stream when the snapshot cannot be read', async () => {
     const real = await revokedSession();
     const info = await streamInfo();
-    const store = await new Objm(nc).open(SNAPSHOTS.bucket);
+    const store = await snapshotBucket(nc);
     await store.putBlob({ name: SNAPSHOTS.object }, new Uint8Array([0x08, 0xff, 0xff]));
     const { entries, feed } = await collect();
     expect(feed.snapshot).toBeUndefined();
