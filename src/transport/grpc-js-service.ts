@@ -1,4 +1,5 @@
-import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { encodeMessage } from "./encode-message.js";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../shared/logger.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
@@ -114,16 +115,11 @@ function methodDefinition(
     path: `/${service.typeName}/${method.name}`,
     requestStream,
     responseStream,
-    requestSerialize: (m: any) => serialize(method.input, m),
+    requestSerialize: (m: any) => encodeMessage(method.input, m),
     requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (m: any) => serialize(method.output, m),
+    responseSerialize: (m: any) => encodeMessage(method.output, m),
     responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
   };
-}
-
-function serialize(schema: DescMessage, message: any): Buffer {
-  const bytes = toBinary(schema, message);
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function contextOf(call: grpc.ServerUnaryCall<Buffer, unknown> | StreamingCall): CallContext {
