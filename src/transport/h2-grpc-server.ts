@@ -1,7 +1,9 @@
 import { createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import { toBinary, type DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import type { Logger } from "../shared/logger.js";
+import { encodeMessage } from "./encode-message.js";
+import { useStreamTable } from "./stream-table.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import {
   bidiStreamingMethods, decodeRequest, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type BidiStreamHandler, type CallContext,
@@ -82,6 +84,7 @@ export async function startH2GrpcServer(o: H2GrpcServerOptions): Promise<H2GrpcS
   const sessions = new Set<Http2Session>();
   let closing = false;
   server.on("session", (session) => {
+    useStreamTable(session);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     if (closing) session.close();
@@ -184,9 +187,9 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
       (response) => {
         // destroyed comes before 'close' (a tick later) when the client resets the stream
         if (done || stream.destroyed) return;
-        let message: Uint8Array;
+        let frame: Buffer;
         try {
-          message = toBinary(route.output, response);
+          frame = frameOf(route.output, response);
         } catch (error) {
           return fail(wireError(error));
         }
@@ -194,7 +197,7 @@ function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routes: 
         clearTimeout(timer);
         stream.respond(OK_HEADERS, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-        stream.end(frameOf(message));
+        stream.end(frame);
       },
       (error) => fail(wireError(error)),
     );
@@ -292,7 +295,7 @@ async function sendStream(stream: ServerHttp2Stream, messages: AsyncIterable<unk
     for (;;) {
       const next = await iterator.next();
       if (next.done || ended.aborted || stream.destroyed) return;
-      const frame = frameOf(toBinary(output, next.value as never));
+      const frame = frameOf(output, next.value as object);
       if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
       if (!stream.write(frame)) {
         await new Promise<void>((resolve) => {
@@ -306,11 +309,11 @@ async function sendStream(stream: ServerHttp2Stream, messages: AsyncIterable<unk
   }
 }
 
-function frameOf(message: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.length);
+/** `message` as one uncompressed, length-prefixed gRPC message. */
+function frameOf(output: DescMessage, message: object): Buffer {
+  const frame = encodeMessage(output, message, 5);
   frame[0] = 0;
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
+  frame.writeUInt32BE(frame.length - 5, 1);
   return frame;
 }
 

@@ -1,0 +1,75 @@
+// node:http2 keeps a connection's streams in a Map whose abandoned hash tables
+// chain to their successors and hold every stream through young-generation GCs
+// (stream-table.ts); the StreamTable swapped in for it must keep node:http2
+// working exactly as before and stop the promotion.
+import { createServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FramedGrpcClient } from '../../bench/framed-grpc-client.js';
+import {
+  HealthCheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema,
+} from '../../src/gen/grpc/health/v1/health_pb.js';
+import { StreamTable, useStreamTable } from '../../src/transport/stream-table.js';
+
+const reply = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: HealthCheckResponse_ServingStatus.SERVING }));
+const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, reply.length]), reply]);
+
+const servers: Http2Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+/** A unary gRPC server on node:http2 that answers every call SERVING, with or without the StreamTable. */
+async function startServer(table: boolean): Promise<{ target: string; installed: boolean[] }> {
+  const installed: boolean[] = [];
+  const server = createServer();
+  servers.push(server);
+  if (table) server.on('session', (session) => installed.push(useStreamTable(session)));
+  server.on('stream', (stream: ServerHttp2Stream) => {
+    stream.resume();
+    stream.once('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(frame);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return { target: `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, installed };
+}
+
+const check = (client: FramedGrpcClient) =>
+  client.call('/grpc.health.v1.Health/Check', HealthCheckRequestSchema, HealthCheckResponseSchema, create(HealthCheckRequestSchema), {});
+
+describe('StreamTable', () => {
+  it('is installed on this Node\'s server sessions, and calls and resets work through it', async () => {
+    const { target, installed } = await startServer(true);
+    const client = new FramedGrpcClient(target);
+    try {
+      const answers = await Promise.all(Array.from({ length: 200 }, () => check(client)));
+      expect(answers.every((a) => a.status === HealthCheckResponse_ServingStatus.SERVING)).toBe(true);
+      expect(installed).toEqual([true]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('has the Map behaviour node:http2 relies on', () => {
+    const table = new StreamTable<string>();
+    expect(table.set(1, 'a').set(3, 'b').set(1, 'c').size).toBe(2);
+    expect([table.get(1), table.get(3), table.get(5), table.has(3), table.has(5)]).toEqual(['c', 'b', undefined, true, false]);
+    const seen: [string, number][] = [];
+    // Destroying a stream deletes it from the table while forEach walks it.
+    table.forEach((stream, id) => { seen.push([stream, id]); table.delete(id); });
+    expect(seen).toEqual([['c', 1], ['b', 3]]);
+    expect([table.size, table.delete(1), [...table.values()]]).toEqual([0, false, []]);
+  });
+
+  it('leaves a session alone when its state is not laid out as expected', () => {
+    expect(useStreamTable({} as never)).toBe(false);
+    const state = Symbol('state');
+    const busy = { [state]: { streams: new Map([[1, {}]]) } };
+    expect(useStreamTable(busy as never)).toBe(false);
+    expect(busy[state].streams).toBeInstanceOf(Map);
+  });
+});
