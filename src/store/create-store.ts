@@ -69,9 +69,9 @@ export function redisClientFor(config: Pick<Config, "redisUrl" | "redisCluster" 
   return new Redis(config.redisUrl, {
     ...perConnection,
     lazyConnect: true,
-    // Commands issued in the same tick go out in one write: under load this
-    // cuts the socket writes that dominated the authority's CPU profile.
-    enableAutoPipelining: true,
+    // Off: the store coalesces each turn's commands into one write itself
+    // (write-coalescer.ts says why).
+    enableAutoPipelining: false,
     enableOfflineQueue: false,
     retryStrategy: retry,
   });

@@ -4,6 +4,7 @@ import { AuthorityError } from "../shared/errors.js";
 import { decodeSessionStatic, encodeSessionStatic } from "./session-codec.js";
 import { belongsTo, localPartOfSessionId, tagOfSessionId, userTag } from "./session-id.js";
 import { secureRandomBytes } from "../shared/random.js";
+import { coalesceWrites } from "./write-coalescer.js";
 import type {
   CheckInput, CheckResult, EndSessionsInput, HandoffInput, EndSessionsResult, LoginNovelty, LoginSighting, OutboxBatch, OutboxEvent,
   ReuseInput, ReuseResult, RotateInput, RotateResult, SessionSnapshot, SessionStore, StoredSession, StoredSigningKey,
@@ -62,6 +63,7 @@ export class RedisSessionStore implements SessionStore {
   private readonly prefix: string;
   private readonly emit: "1" | "0";
   private readonly watchers = new Set<(batch: OutboxBatch) => void>();
+  private readonly coalesce: () => void;
 
   constructor(redis: Redis | Cluster, options: RedisStoreOptions | string = {}) {
     const o = typeof options === "string" ? { prefix: options } : options;
@@ -73,6 +75,7 @@ export class RedisSessionStore implements SessionStore {
       redis.defineCommand(name, { numberOfKeys: keys, lua: `${prelude}\n${body}` });
     }
     this.redis = redis as Client;
+    this.coalesce = coalesceWrites(redis);
   }
 
   async createSession(session: StoredSession, refreshHash: Buffer, now: number): Promise<number | undefined> {
@@ -381,6 +384,7 @@ export class RedisSessionStore implements SessionStore {
 
   /** Turns client and server failures into domain errors; the cause stays for logs. */
   private async run<T>(command: () => Promise<T>): Promise<T> {
+    this.coalesce();
     try {
       return await command();
     } catch (e) {
