@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import type { ApiKeyConfig, MtlsIdentityConfig, Scope } from "../config/config.js";
 import { AuthorityError } from "../shared/errors.js";
 import type { CallContext, ClientCertificate } from "../transport/call-context.js";
@@ -79,7 +79,7 @@ export class CallerAuthenticator {
 }
 
 export function hashApiKey(key: string): Buffer {
-  return createHash("sha256").update(key).digest();
+  return hash("sha256", key, "buffer");
 }
 
 export function requireScope(caller: Caller, scope: Scope): void {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { parseRefreshToken, formatRefreshToken, newRefreshSecret } from "./refresh-token.js";
 
 /**
@@ -27,5 +27,5 @@ export function parseHandoffCode(code: string): HandoffCode | undefined {
 }
 
 export function hashHandoffSecret(secret: string): Buffer {
-  return createHash("sha256").update("handoff:").update(secret).digest().subarray(0, 16);
+  return hash("sha256", `handoff:${secret}`, "buffer").subarray(0, 16);
 }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hash } from "node:crypto";
 import { isSessionId, SESSION_ID_LENGTH } from "../store/session-id.js";
 import { secureRandomBytes } from "../shared/random.js";
 
@@ -38,7 +38,7 @@ export function parseRefreshToken(token: string): ParsedRefreshToken | undefined
 }
 
 export function hashRefreshSecret(secret: string): Buffer {
-  return createHash("sha256").update(secret).digest().subarray(0, REFRESH_HASH_BYTES);
+  return hash("sha256", secret, "buffer").subarray(0, REFRESH_HASH_BYTES);
 }
 
 /** What a seal is for: keys derived for one purpose never open another's seals. */

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { secureRandomBytes } from "../shared/random.js";
 
 /**
@@ -14,7 +14,7 @@ export const SESSION_ID_LENGTH = TAG_LENGTH + 16;
 const SESSION_ID = new RegExp(`^[A-Za-z0-9_-]{${SESSION_ID_LENGTH}}$`);
 
 export function userTag(userId: string): string {
-  return createHash("sha256").update(userId).digest("base64url").slice(0, TAG_LENGTH);
+  return hash("sha256", userId, "base64url").slice(0, TAG_LENGTH);
 }
 
 export function newSessionId(userId: string): string {
