@@ -1,5 +1,6 @@
 import { connect, type Socket } from "node:net";
-import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { encodeMessage } from "../src/transport/encode-message.js";
 import { StreamTable } from "../src/transport/stream-table.js";
 
 // HTTP/2 frame types and flags (RFC 9113 §6).
@@ -79,11 +80,9 @@ export class FramedGrpcClient {
     if (this.failure) return Promise.reject(this.failure);
     const streamId = this.nextStreamId;
     this.nextStreamId += 2;
-    const message = toBinary(input, request);
-    const body = Buffer.allocUnsafe(5 + message.length);
+    const body = encodeMessage(input, request, 5);
     body[0] = 0;
-    body.writeUInt32BE(message.length, 1);
-    body.set(message, 5);
+    body.writeUInt32BE(body.length - 5, 1);
     return new Promise<Buffer>((resolve, reject) => {
       this.pending.set(streamId, { chunks: [], resolve, reject });
       this.queue(frame(HEADERS, END_HEADERS, streamId, this.headerBlock(path, headers)));
