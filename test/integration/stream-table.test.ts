@@ -2,19 +2,18 @@
 // chain to their successors and hold every stream through young-generation GCs
 // (stream-table.ts); the StreamTable swapped in for it must keep node:http2
 // working exactly as before and stop the promotion.
-import { createServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import type { Http2Server } from 'node:http2';
 import { once } from 'node:events';
 import { fork } from 'node:child_process';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FramedGrpcClient } from '../../bench/framed-grpc-client.js';
 import {
   HealthCheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema,
 } from '../../src/gen/grpc/health/v1/health_pb.js';
 import { StreamTable, useStreamTable } from '../../src/transport/stream-table.js';
+import { servingServer } from '../support/serving-server.js';
 
-const reply = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: HealthCheckResponse_ServingStatus.SERVING }));
-const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, reply.length]), reply]);
 
 const servers: Http2Server[] = [];
 afterEach(async () => {
@@ -24,17 +23,9 @@ afterEach(async () => {
 /** A unary gRPC server on node:http2 that answers every call SERVING, with or without the StreamTable. */
 async function startServer(table: boolean): Promise<{ target: string; installed: boolean[] }> {
   const installed: boolean[] = [];
-  const server = createServer();
+  const server = servingServer();
   servers.push(server);
   if (table) server.on('session', (session) => installed.push(useStreamTable(session)));
-  server.on('stream', (stream: ServerHttp2Stream) => {
-    stream.resume();
-    stream.once('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(frame);
-    });
-  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   return { target: `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, installed };
