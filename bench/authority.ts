@@ -1,7 +1,7 @@
 // npm run bench:authority — throughput and latency of the authority on a real
 // Redis, load from separate processes, plus the transport comparison and Redis
 // memory per session. Prints a Markdown table; BENCHMARKS.md keeps the results.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { hashApiKey } from "../src/authority/caller-auth.js";
+import { firstJsonLine, runLoadGenerator, type LoadResult } from "./run-load-generator.js";
 import {
   CreateSessionRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema, type CreateSessionResponse,
 } from "../src/gen/sessionauthority/v1/authority_pb.js";
@@ -26,7 +27,6 @@ const PHASES = new Set((process.env.BENCH_PHASES ?? "load,transport,memory").spl
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const run = promisify(execFile);
 
-interface LoadResult { rpc: string; calls: number; errors: number; firstError: string; rate: number; p50: number; p99: number }
 
 async function main() {
   const redis = await startRedis();
@@ -58,7 +58,7 @@ async function main() {
     });
     for (const { rpc, concurrency } of PHASES.has("load") ? jobs : []) {
       const results: LoadResult[] = [];
-      for (let i = 0; i < RUNS; i++) results.push(await load({ target, rpc, concurrency, durationMs: SECONDS * 1000, apiKey }));
+      for (let i = 0; i < RUNS; i++) results.push(await runLoadGenerator({ target, rpc, concurrency, durationMs: SECONDS * 1000, apiKey }));
       const errors = results.reduce((n, r) => n + r.errors, 0);
       if (errors) console.log(`  ${rpc}: ${errors} errors, first: ${results.find((r) => r.firstError)?.firstError}`);
       const mid = results.find((r) => r.rate === median(results.map((x) => x.rate)))!;
@@ -112,14 +112,6 @@ async function main() {
   }
 }
 
-async function load(job: object): Promise<LoadResult> {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts"], {
-    env: { ...process.env, BENCH_JOB: JSON.stringify(job) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return firstJsonLine<LoadResult>(child);
-}
-
 async function h2load(args: string[]): Promise<number> {
   const { stdout } = await run("h2load", args, { maxBuffer: 1 << 20 });
   const done = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(stdout);
@@ -140,18 +132,6 @@ async function sampleToken(target: string, apiKey: string): Promise<string> {
   if (!check.valid) throw new Error("sample token does not validate");
   client.close();
   return res.tokens!.accessToken;
-}
-
-function firstJsonLine<T>(child: ChildProcess): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const line = buf.split("\n").find((l) => l.startsWith("{"));
-      if (line) resolve(JSON.parse(line) as T);
-    });
-    child.once("exit", (code) => reject(new Error(`${child.spawnargs.join(" ")} exited with ${code} before reporting`)));
-  });
 }
 
 main().then(

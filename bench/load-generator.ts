@@ -50,6 +50,10 @@ async function main() {
   const seeder = job.seedTarget ? new FramedGrpcClient(job.seedTarget) : undefined;
   const seeds = job.rpc === "createSession" ? [] : await Promise.all(Array.from({ length: job.concurrency }, (_, i) => createSession(seeder ?? clients[i % 4]!)));
   seeder?.close();
+  // Start the measured load with this process's start-up garbage gone (run with
+  // --expose-gc): its first full GC otherwise fell inside the measured seconds and
+  // its pause into every latency then in flight.
+  (globalThis as { gc?: () => void }).gc?.();
 
   for (let i = 0; i < job.concurrency; i++) {
     const client = clients[i % 4]!;

@@ -18,6 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { hashApiKey } from "../src/authority/caller-auth.js";
+import { runLoadGenerator } from "./run-load-generator.js";
 import { encodeOutboxEvent } from "../src/events/event-codec.js";
 import { NatsRevocationFeed } from "../src/events/nats-revocation-feed.js";
 import { RevocationSnapshotWriter } from "../src/events/revocation-snapshot-writer.js";
@@ -195,7 +196,7 @@ async function main() {
     // holds them after the first call, as it would for a live user).
     const latency = async (target: string) => {
       const results: { rate: number; p50: number; p99: number }[] = [];
-      for (let r = 0; r < RUNS; r++) results.push(await loadRun({ target, seedTarget: `127.0.0.1:${grpcPort}`, rpc: "validateToken", concurrency: 64, durationMs: SECONDS * 1000, apiKey }));
+      for (let r = 0; r < RUNS; r++) results.push(await runLoadGenerator({ target, seedTarget: `127.0.0.1:${grpcPort}`, rpc: "validateToken", concurrency: 64, durationMs: SECONDS * 1000, apiKey }));
       return results.find((x) => x.rate === median(results.map((y) => y.rate)))!;
     };
     const sidecarLatency = await latency(`127.0.0.1:${sidecarGrpc}`);
@@ -335,21 +336,6 @@ async function main() {
 }
 
 /** A feed that has nothing to say and is always connected: isolates verification cost. */
-function loadRun(job: object): Promise<{ rate: number; p50: number; p99: number }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts"], {
-    env: { ...process.env, BENCH_JOB: JSON.stringify(job) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const line = out.split("\n").find((l) => l.startsWith("{"));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.once("exit", (code) => reject(new Error(`load generator exited with ${code}`)));
-  });
-}
 
 function quietFeed(): RevocationFeed {
   return { start: async (_sink: FeedSink) => {}, health: () => ({ connected: true, since: 0 }), close: async () => {} };
