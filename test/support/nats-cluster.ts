@@ -26,29 +26,19 @@ export interface NatsClusterProcess {
 export async function startNatsCluster(opts: { clusterName?: string } = {}): Promise<NatsClusterProcess> {
   const clusterName = opts.clusterName ?? 'sa-test';
   const names = ['n1', 'n2', 'n3'];
-  const routePorts = await Promise.all(names.map(() => freePort()));
-  const monitorPorts = await Promise.all(names.map(() => freePort()));
-  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
-  const nodes = await Promise.all(names.map(async (name, i): Promise<NatsNode> => {
-    const server = await startNats({
-      args: [
-        '--server_name', name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes,
-        '-m', String(monitorPorts[i]),
-      ],
-    });
-    return {
-      ...server,
-      name,
-      async healthy() {
-        try {
-          const res = await fetch(`http://127.0.0.1:${monitorPorts[i]}/healthz`, { signal: AbortSignal.timeout(1000) });
-          return res.ok;
-        } catch {
-          return false;
-        }
-      },
-    };
-  }));
+  // Route and monitor ports come from freePort() and can be taken by another
+  // process before a node binds them (the node then exits); start the whole
+  // cluster again on fresh ports in that case, as startServer does for one.
+  let nodes: NatsNode[] | undefined;
+  for (let attempt = 1; !nodes; attempt++) {
+    const started = await startNodes(names, clusterName);
+    if (started.every((r) => r.status === 'fulfilled')) {
+      nodes = started.map((r) => (r as PromiseFulfilledResult<NatsNode>).value);
+    } else {
+      await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+      if (attempt >= 3) throw (started.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
+    }
+  }
 
   const cluster: NatsClusterProcess = {
     nodes,
@@ -80,4 +70,31 @@ export async function startNatsCluster(opts: { clusterName?: string } = {}): Pro
     throw e;
   }
   return cluster;
+}
+
+/** Starts one nats-server per name, clustered with each other on fresh route ports. */
+async function startNodes(names: string[], clusterName: string): Promise<PromiseSettledResult<NatsNode>[]> {
+  const routePorts = await Promise.all(names.map(() => freePort()));
+  const monitorPorts = await Promise.all(names.map(() => freePort()));
+  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
+  return Promise.allSettled(names.map(async (name, i): Promise<NatsNode> => {
+    const server = await startNats({
+      args: [
+        '--server_name', name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes,
+        '-m', String(monitorPorts[i]),
+      ],
+    });
+    return {
+      ...server,
+      name,
+      async healthy() {
+        try {
+          const res = await fetch(`http://127.0.0.1:${monitorPorts[i]}/healthz`, { signal: AbortSignal.timeout(1000) });
+          return res.ok;
+        } catch {
+          return false;
+        }
+      },
+    };
+  }));
 }
