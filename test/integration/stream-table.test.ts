@@ -79,10 +79,11 @@ describe('StreamTable', () => {
     };
     const withMap = await promotedShare(false);
     const withTable = await promotedShare(true);
-    // With the Map, most of each stream's objects are promoted (about a tenth of
-    // all allocation here); with the table, next to nothing.
-    expect(withMap).toBeGreaterThan(0.04);
-    expect(withTable).toBeLessThan(withMap / 5);
+    // With the Map, most of each stream's objects are promoted: 6-7% of all
+    // allocation here on an idle machine, 3.6-4.8% under other tests' load. With
+    // the table, what the process promotes anyway: ~0.65% either way.
+    expect(withMap).toBeGreaterThan(0.02);
+    expect(withTable).toBeLessThan(withMap / 3);
   });
 
   it('has the Map behaviour node:http2 relies on', () => {
