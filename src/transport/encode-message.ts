@@ -15,20 +15,32 @@ import { ScalarType, toBinary, type DescField, type DescMessage } from "@bufbuil
  * behaviour and its errors stay the reference.
  */
 export function encodeMessage(desc: DescMessage, message: object, headroom = 0): Buffer {
-  lengths.length = 0;
-  let size;
+  // The sizes pass and the writing pass share module state; a field getter that
+  // encodes another message meanwhile is left to toBinary rather than let clobber it.
+  if (encoding) return viaToBinary(desc, message, headroom);
+  encoding = true;
   try {
-    size = sizeOf(planOf(desc), message);
-  } catch (error) {
-    if (error !== FALLBACK) throw error;
-    const bytes = toBinary(desc, message as never);
-    const out = Buffer.allocUnsafe(headroom + bytes.length);
-    out.set(bytes, headroom);
+    lengths.length = 0;
+    let size;
+    try {
+      size = sizeOf(planOf(desc), message);
+    } catch (error) {
+      if (error !== FALLBACK) throw error;
+      return viaToBinary(desc, message, headroom);
+    }
+    const out = Buffer.allocUnsafe(headroom + size);
+    next = 0;
+    writeMessage(planOf(desc), message, out, headroom);
     return out;
+  } finally {
+    encoding = false;
   }
-  const out = Buffer.allocUnsafe(headroom + size);
-  next = 0;
-  writeMessage(planOf(desc), message, out, headroom);
+}
+
+function viaToBinary(desc: DescMessage, message: object, headroom: number): Buffer {
+  const bytes = toBinary(desc, message as never);
+  const out = Buffer.allocUnsafe(headroom + bytes.length);
+  out.set(bytes, headroom);
   return out;
 }
 
@@ -50,6 +62,7 @@ const I64_MAX = 2n ** 63n - 1n;
  */
 const lengths: number[] = [];
 let next = 0;
+let encoding = false;
 
 interface FieldPlan {
   field: DescField;
@@ -69,6 +82,7 @@ interface FieldPlan {
 }
 
 interface MessagePlan {
+  typeName: string;
   fields: FieldPlan[];
   /** Set when some field needs what this encoder leaves to toBinary. */
   unsupported: boolean;
@@ -79,7 +93,7 @@ const plans = new WeakMap<DescMessage, MessagePlan>();
 function planOf(desc: DescMessage): MessagePlan {
   let plan = plans.get(desc);
   if (plan) return plan;
-  plan = { fields: [], unsupported: false };
+  plan = { typeName: desc.typeName, fields: [], unsupported: false };
   for (const field of [...desc.fields].sort((a, b) => a.number - b.number)) {
     if (field.fieldKind === "map" || field.presence === 3 || (field.fieldKind === "message" && field.delimitedEncoding) || (field.fieldKind === "list" && field.listKind === "message" && field.delimitedEncoding)) {
       plan.unsupported = true;
@@ -113,7 +127,10 @@ function valueOf(f: FieldPlan, message: Record<string, unknown>): unknown {
   if (f.oneof !== undefined) {
     const oneof = message[f.oneof] as { case?: string; value?: unknown } | undefined;
     if (oneof === undefined) throw FALLBACK;
-    return oneof.case === f.name ? oneof.value : undefined;
+    if (oneof.case !== f.name) return undefined;
+    // Selected but without a value: toBinary writes the field's default.
+    if (oneof.value === undefined) throw FALLBACK;
+    return oneof.value;
   }
   const value = message[f.name];
   if (f.explicit) return value !== undefined && Object.prototype.hasOwnProperty.call(message, f.name) ? value : undefined;
@@ -146,7 +163,8 @@ function isZero(type: ScalarType, value: unknown): boolean {
 function sizeOf(plan: MessagePlan, message: object): number {
   if (typeof message !== "object" || message === null) throw FALLBACK;
   const m = message as Record<string, unknown>;
-  if (plan.unsupported || (m.$unknown as unknown[] | undefined)?.length) throw FALLBACK;
+  // toBinary refuses a message of another type (or a plain object) with its own error.
+  if (plan.unsupported || m.$typeName !== plan.typeName || (m.$unknown as unknown[] | undefined)?.length) throw FALLBACK;
   let size = 0;
   for (const f of plan.fields) {
     const value = valueOf(f, m);

@@ -8,7 +8,7 @@ import {
 } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { encodeMessage } from '../../src/transport/encode-message.js';
-import { file_sessionauthority_v1_authority } from '../../src/gen/sessionauthority/v1/authority_pb.js';
+import { file_sessionauthority_v1_authority, RefreshResponseSchema } from '../../src/gen/sessionauthority/v1/authority_pb.js';
 import { file_sessionauthority_v1_events } from '../../src/gen/sessionauthority/v1/events_pb.js';
 import { file_grpc_health_v1_health } from '../../src/gen/grpc/health/v1/health_pb.js';
 import { file_grpc_reflection_v1_reflection } from '../../src/gen/grpc/reflection/v1/reflection_pb.js';
@@ -143,6 +143,30 @@ describe('encodeMessage', () => {
     expect(encodeMessage(DescriptorProtoSchema, proto)).toEqual(Buffer.from(toBinary(DescriptorProtoSchema, proto)));
     const set = create(FileDescriptorSetSchema, { file: [file_sessionauthority_v1_authority.proto] });
     expect(Buffer.from(encodeMessage(FileDescriptorSetSchema, set)).equals(Buffer.from(toBinary(FileDescriptorSetSchema, set)))).toBe(true);
+  });
+
+  it('matches toBinary on odd shapes: a oneof selected without a value, plain objects for messages, a getter that encodes', () => {
+    const selected = create(allScalars) as any;
+    selected.pick = { case: 'pickChild', value: undefined };
+    expectSame(allScalars, selected, 'oneof message member without a value');
+    selected.pick = { case: 'pickText', value: undefined };
+    expectSame(allScalars, selected, 'oneof scalar member without a value');
+
+    const plainChild = create(allScalars) as any;
+    plainChild.child = { s4: 300 }; // no $typeName: toBinary refuses it
+    expectSame(allScalars, plainChild, 'plain object as a message field');
+    expectSame(allScalars, { s4: 300 }, 'plain object as the message');
+    const plainTimestamp = create(RefreshResponseSchema) as any;
+    plainTimestamp.sessionExpiresAt = { seconds: 5n, nanos: 0 }; // every field there, but no $typeName
+    expectSame(RefreshResponseSchema, plainTimestamp, 'plain object with every field as a message field');
+
+    // Reading a field runs another encode in the middle of this one.
+    const inner = create(allScalars, { s8: 'inner' } as never);
+    const outer = create(allScalars, { child: create(allScalars, { s4: 300 } as never) } as never) as any;
+    const child = outer.child;
+    Object.defineProperty(outer, 's8', { enumerable: true, get: () => (encodeMessage(allScalars, inner), 'outer') });
+    outer.child = child;
+    expectSame(allScalars, outer, 'reentered from a getter');
   });
 
   it('rejects what toBinary rejects, with toBinary\'s error', () => {
