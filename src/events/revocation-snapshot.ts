@@ -1,5 +1,6 @@
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type { RevocationEntry } from "../verifier/revocation-feed.js";
+import { varint64Size, writeVarint64 } from "../shared/varint.js";
 import { readRevocationEntry, readTimestampMs } from "./event-codec.js";
 
 /** What a snapshot says about itself (RevocationSnapshot's fields other than the entries). */
@@ -61,17 +62,10 @@ class WireOut {
     return this;
   }
 
-  /** A varint of a non-negative integer (below 2^53); negative ones take ten bytes, as for int64. */
+  /** A varint of an integer below 2^53; negative ones take ten bytes, as for int64. */
   varint(value: number): this {
     this.room(10);
-    let v = value < 0 ? BigInt.asUintN(64, BigInt(value)) : value;
-    if (typeof v === "bigint") {
-      for (; v >= 0x80n; v >>= 7n) this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
-      this.buf[this.pos++] = Number(v);
-      return this;
-    }
-    for (; v >= 0x80; v = Math.floor(v / 128)) this.buf[this.pos++] = (v % 128) | 0x80;
-    this.buf[this.pos++] = v;
+    this.pos = writeVarint64(value < 0 ? BigInt.asUintN(64, BigInt(value)) : value, this.buf, this.pos);
     return this;
   }
 
@@ -103,10 +97,7 @@ class WireOut {
 }
 
 function varintSize(value: number): number {
-  if (value < 0) return 10;
-  let size = 1;
-  for (let v = value; v >= 0x80; v = Math.floor(v / 128)) size++;
-  return size;
+  return value < 0 ? 10 : varint64Size(value);
 }
 
 function timestampSize(ms: number): number {

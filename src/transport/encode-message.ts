@@ -1,4 +1,5 @@
 import { ScalarType, toBinary, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { varint32Size, varint64Size, writeVarint32, writeVarint64 } from "../shared/varint.js";
 
 /**
  * A message's protobuf binary encoding, sized first and written straight into
@@ -21,16 +22,17 @@ export function encodeMessage(desc: DescMessage, message: object, headroom = 0):
   encoding = true;
   try {
     lengths.length = 0;
+    const plan = planOf(desc);
     let size;
     try {
-      size = sizeOf(planOf(desc), message);
+      size = sizeOf(plan, message);
     } catch (error) {
       if (error !== FALLBACK) throw error;
       return viaToBinary(desc, message, headroom);
     }
     const out = Buffer.allocUnsafe(headroom + size);
     next = 0;
-    writeMessage(planOf(desc), message, out, headroom);
+    writeMessage(plan, message, out, headroom);
     return out;
   } finally {
     encoding = false;
@@ -359,40 +361,6 @@ function writeScalar(type: ScalarType, value: unknown, out: Buffer, pos: number)
 function writeKey(key: number[], out: Buffer, pos: number): number {
   for (const b of key) out[pos++] = b;
   return pos;
-}
-
-function writeVarint32(value: number, out: Buffer, pos: number): number {
-  while (value > 0x7f) {
-    out[pos++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  out[pos++] = value;
-  return pos;
-}
-
-function writeVarint64(value: number | bigint, out: Buffer, pos: number): number {
-  if (typeof value === "number") {
-    for (; value > 0x7f; value = Math.floor(value / 128)) out[pos++] = (value % 128) | 0x80;
-    out[pos++] = value;
-    return pos;
-  }
-  for (; value > 0x7fn; value >>= 7n) out[pos++] = Number(value & 0x7fn) | 0x80;
-  out[pos++] = Number(value);
-  return pos;
-}
-
-function varint32Size(value: number): number {
-  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : value < 0x10000000 ? 4 : 5;
-}
-
-function varint64Size(value: number | bigint): number {
-  let size = 1;
-  if (typeof value === "number") {
-    for (; value > 0x7f; value = Math.floor(value / 128)) size++;
-    return size;
-  }
-  for (; value > 0x7fn; value >>= 7n) size++;
-  return size;
 }
 
 function zigzag32(value: number): number {

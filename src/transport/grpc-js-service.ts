@@ -1,7 +1,7 @@
 import { fromBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
-import { encodeMessage } from "./encode-message.js";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../shared/logger.js";
+import { encodeMessage } from "./encode-message.js";
 import { ERROR_CODE_HEADER } from "./status-table.js";
 import {
   bidiStreamingMethods, decodeRequest, requestIdFrom, serverStreamingMethods, toWireError, unaryMethods, type CallContext, type Handlers,
