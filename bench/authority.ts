@@ -9,13 +9,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { hashApiKey } from "../src/authority/caller-auth.js";
-import { firstJsonLine, runLoadGenerator, type LoadResult } from "./run-load-generator.js";
 import {
   CreateSessionRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema, type CreateSessionResponse,
 } from "../src/gen/sessionauthority/v1/authority_pb.js";
 import { startRedis } from "../test/support/redis-server.js";
 import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
 import { memoryPerSession, UA } from "./redis-memory.js";
+import { firstJsonLine, runLoadGenerator, type LoadResult } from "./run-load-generator.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -26,7 +26,6 @@ const PHASES = new Set((process.env.BENCH_PHASES ?? "load,transport,memory").spl
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const run = promisify(execFile);
-
 
 async function main() {
   const redis = await startRedis();

@@ -18,7 +18,6 @@ import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { hashApiKey } from "../src/authority/caller-auth.js";
-import { runLoadGenerator } from "./run-load-generator.js";
 import { encodeOutboxEvent } from "../src/events/event-codec.js";
 import { NatsRevocationFeed } from "../src/events/nats-revocation-feed.js";
 import { RevocationSnapshotWriter } from "../src/events/revocation-snapshot-writer.js";
@@ -34,6 +33,7 @@ import { createVerifier, type FeedSink, type RevocationFeed } from "../src/verif
 import { startNats } from "../test/support/nats-server.js";
 import { startRedis } from "../test/support/redis-server.js";
 import { FramedGrpcClient } from "./framed-grpc-client.js";
+import { runLoadGenerator } from "./run-load-generator.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -289,41 +289,40 @@ async function main() {
 
     /** RUNS cold starts of a sidecar process; `snapshot` says whether one must have been used. */
     async function coldStarts(snapshot: boolean) {
-    const starts: number[] = [];
-    const rss: number[] = [];
-    const rssFile: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
-      // BENCH_SIDECAR_NODE_ARGS="--cpu-prof" (any node or V8 flags) profiles or tunes the cold-starting sidecar.
-      const cold = spawn(process.execPath, [...(process.env.BENCH_SIDECAR_NODE_ARGS ?? "").split(" ").filter(Boolean), "dist/cli/main.js", "sidecar"], {
-        env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0", NODE_OPTIONS: "", SA_LOG_LEVEL: "info" },
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      children.push(cold);
-      let log = "";
-      cold.stdout!.on("data", (d: Buffer) => (log += d.toString()));
-      const coldLog = () => log;
-      const coldOut = await waitFor(cold, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
-      const started = performance.now();
-      const coldHttp = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(coldOut)![1]);
-      await until(async () => (await fetch(`http://127.0.0.1:${coldHttp}/readyz`)).ok, 30_000, 5);
-      const ready = performance.now();
-      const status = await (await fetch(`http://127.0.0.1:${coldHttp}/status`)).json();
-      if (/revocation snapshot loaded/.test(coldLog()) !== snapshot) throw new Error(`expected the sidecar ${snapshot ? "to" : "not to"} start from a snapshot`);
-      if (status.revocations.sessions < REVOCATIONS) throw new Error(`only ${status.revocations.sessions} revocations loaded`);
-      if (process.env.BENCH_DEBUG) {
-        console.log("at ready", JSON.stringify(status.memory));
-        for (const wait of [2000, 5000, 10000]) {
-          await new Promise((r) => setTimeout(r, wait));
-          console.log(`+${wait}`, JSON.stringify((await (await fetch(`http://127.0.0.1:${coldHttp}/status`)).json()).memory));
+      const starts: number[] = [];
+      const rss: number[] = [];
+      const rssFile: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        // BENCH_SIDECAR_NODE_ARGS="--cpu-prof" (any node or V8 flags) profiles or tunes the cold-starting sidecar.
+        const cold = spawn(process.execPath, [...(process.env.BENCH_SIDECAR_NODE_ARGS ?? "").split(" ").filter(Boolean), "dist/cli/main.js", "sidecar"], {
+          env: { ...env, SA_AUTHORITY_URL: authorityUrl, SA_SIDECAR_GRPC_PORT: "0", SA_SIDECAR_HTTP_PORT: "0", NODE_OPTIONS: "", SA_LOG_LEVEL: "info" },
+          stdio: ["ignore", "pipe", "inherit"],
+        });
+        children.push(cold);
+        let log = "";
+        cold.stdout!.on("data", (d: Buffer) => (log += d.toString()));
+        const coldOut = await waitFor(cold, /HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/);
+        const started = performance.now();
+        const coldHttp = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(coldOut)![1]);
+        await until(async () => (await fetch(`http://127.0.0.1:${coldHttp}/readyz`)).ok, 30_000, 5);
+        const ready = performance.now();
+        const status = await (await fetch(`http://127.0.0.1:${coldHttp}/status`)).json();
+        if (/revocation snapshot loaded/.test(log) !== snapshot) throw new Error(`expected the sidecar ${snapshot ? "to" : "not to"} start from a snapshot`);
+        if (status.revocations.sessions < REVOCATIONS) throw new Error(`only ${status.revocations.sessions} revocations loaded`);
+        if (process.env.BENCH_DEBUG) {
+          console.log("at ready", JSON.stringify(status.memory));
+          for (const wait of [2000, 5000, 10000]) {
+            await new Promise((r) => setTimeout(r, wait));
+            console.log(`+${wait}`, JSON.stringify((await (await fetch(`http://127.0.0.1:${coldHttp}/status`)).json()).memory));
+          }
         }
+        starts.push(ready - started);
+        const proc = readFileSync(`/proc/${cold.pid}/status`, "utf8");
+        rss.push(Number(/VmRSS:\s+(\d+) kB/.exec(proc)![1]) / 1024);
+        rssFile.push(Number(/RssFile:\s+(\d+) kB/.exec(proc)![1]) / 1024);
+        cold.kill("SIGTERM");
       }
-      starts.push(ready - started);
-      const proc = readFileSync(`/proc/${cold.pid}/status`, "utf8");
-      rss.push(Number(/VmRSS:\s+(\d+) kB/.exec(proc)![1]) / 1024);
-      rssFile.push(Number(/RssFile:\s+(\d+) kB/.exec(proc)![1]) / 1024);
-      cold.kill("SIGTERM");
-    }
-    return { starts, rss, rssFile };
+      return { starts, rss, rssFile };
     }
 
     }
@@ -336,7 +335,6 @@ async function main() {
 }
 
 /** A feed that has nothing to say and is always connected: isolates verification cost. */
-
 function quietFeed(): RevocationFeed {
   return { start: async (_sink: FeedSink) => {}, health: () => ({ connected: true, since: 0 }), close: async () => {} };
 }
