@@ -97,12 +97,13 @@ function planOf(desc: DescMessage): MessagePlan {
   if (plan) return plan;
   plan = { typeName: desc.typeName, fields: [], unsupported: false };
   for (const field of [...desc.fields].sort((a, b) => a.number - b.number)) {
-    if (field.fieldKind === "map" || field.presence === 3 || (field.fieldKind === "message" && field.delimitedEncoding) || (field.fieldKind === "list" && field.listKind === "message" && field.delimitedEncoding)) {
+    const messageField = field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message") ? field : undefined;
+    if (field.fieldKind === "map" || field.presence === 3 || messageField?.delimitedEncoding) {
       plan.unsupported = true;
       break;
     }
     const scalar = field.fieldKind === "scalar" || (field.fieldKind === "list" && field.listKind === "scalar") ? field.scalar : ScalarType.INT32;
-    const messageDesc = field.fieldKind === "message" ? field.message : field.fieldKind === "list" && field.listKind === "message" ? field.message : undefined;
+    const messageDesc = messageField?.message;
     plan.fields.push({
       field,
       name: field.localName,
