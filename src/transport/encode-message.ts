@@ -173,19 +173,11 @@ function sizeOf(plan: MessagePlan, message: object): number {
     const value = valueOf(f, m);
     if (value === undefined) continue;
     if (f.kind === "message") {
-      const at = lengths.push(0) - 1;
-      const inner = sizeOf(planOf(f.message!), value as object);
-      lengths[at] = inner;
-      size += f.key.length + varint32Size(inner) + inner;
+      size += nestedSize(f, value as object);
     } else if (f.kind === "scalar") {
       size += f.key.length + scalarSize(f.scalar, value);
     } else if (f.message) {
-      for (const item of value as object[]) {
-        const at = lengths.push(0) - 1;
-        const inner = sizeOf(planOf(f.message), item);
-        lengths[at] = inner;
-        size += f.key.length + varint32Size(inner) + inner;
-      }
+      for (const item of value as object[]) size += nestedSize(f, item);
     } else if (f.packed) {
       const at = lengths.push(0) - 1;
       let inner = 0;
@@ -197,6 +189,14 @@ function sizeOf(plan: MessagePlan, message: object): number {
     }
   }
   return size;
+}
+
+/** Bytes of one nested message with its key and length prefix; records its length before those inside it. */
+function nestedSize(f: FieldPlan, message: object): number {
+  const at = lengths.push(0) - 1;
+  const inner = sizeOf(planOf(f.message!), message);
+  lengths[at] = inner;
+  return f.key.length + varint32Size(inner) + inner;
 }
 
 /** Bytes of one scalar value after its key (with its length prefix if delimited); records delimited lengths. */
@@ -297,18 +297,11 @@ function writeMessage(plan: MessagePlan, message: object, out: Buffer, pos: numb
     const value = valueOf(f, m);
     if (value === undefined) continue;
     if (f.kind === "message") {
-      pos = writeKey(f.key, out, pos);
-      pos = writeVarint32(lengths[next++]!, out, pos);
-      pos = writeMessage(planOf(f.message!), value as object, out, pos);
+      pos = writeNested(f, value as object, out, pos);
     } else if (f.kind === "scalar") {
       pos = writeScalar(f.scalar, value, out, writeKey(f.key, out, pos));
     } else if (f.message) {
-      const inner = planOf(f.message);
-      for (const item of value as object[]) {
-        pos = writeKey(f.key, out, pos);
-        pos = writeVarint32(lengths[next++]!, out, pos);
-        pos = writeMessage(inner, item, out, pos);
-      }
+      for (const item of value as object[]) pos = writeNested(f, item, out, pos);
     } else if (f.packed) {
       pos = writeVarint32(lengths[next++]!, out, writeKey(f.packedKey, out, pos));
       for (const item of value as unknown[]) pos = writeScalar(f.scalar, item, out, pos);
@@ -317,6 +310,12 @@ function writeMessage(plan: MessagePlan, message: object, out: Buffer, pos: numb
     }
   }
   return pos;
+}
+
+/** One nested message with its key and the length nestedSize recorded. */
+function writeNested(f: FieldPlan, message: object, out: Buffer, pos: number): number {
+  pos = writeVarint32(lengths[next++]!, out, writeKey(f.key, out, pos));
+  return writeMessage(planOf(f.message!), message, out, pos);
 }
 
 function writeScalar(type: ScalarType, value: unknown, out: Buffer, pos: number): number {
