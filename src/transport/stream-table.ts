@@ -42,7 +42,7 @@ export class StreamTable<S> {
     if (this.entries[id] === undefined) return false;
     delete this.entries[id];
     // An emptied table starts afresh, so a dictionary that grew large in a burst is not kept.
-    if (--this.count === 0) this.entries = Object.create(null) as Record<number, S>;
+    if (--this.count === 0) this.clear();
     return true;
   }
 
