@@ -1,7 +1,7 @@
-import { sign, type KeyObject } from "node:crypto";
 import type { StoredSession } from "../store/session-store.js";
 import type { SigningAlgorithm } from "../config/config.js";
 import type { SigningKeyRing } from "./signing-keys.js";
+import type { SigningWorker } from "./signing-worker.js";
 import { secureRandomBytes } from "../shared/random.js";
 
 export interface IssuedAccessToken {
@@ -15,6 +15,8 @@ export interface IssuedAccessToken {
 
 export interface AccessTokenIssuerOptions {
   keys: SigningKeyRing;
+  /** Where signatures are made: off the event loop (see SigningWorker). */
+  signer: SigningWorker;
   issuer: string;
   audience: string;
   ttlMs: number;
@@ -27,11 +29,9 @@ export interface AccessTokenIssuerOptions {
  * measured about 125 µs of CPU per ES256 token here against 30 µs for
  * node:crypto, and signing is the largest single cost of a refresh. jose still
  * checks every format we emit (the signing tests verify our tokens with
- * jose.jwtVerify). Every signature is made on the libuv thread pool: the event
- * loop then spends ~10 µs on it instead of ~30 (~50 under load), and it is the
- * event loop that limits the authority (Refresh@64: 3,586 against 3,237/s, the
- * mean of ten interleaved pairs); RSA signatures take milliseconds and would
- * stall it outright.
+ * jose.jwtVerify). Signatures are made off the event loop, which limits the
+ * authority: signing on it measured Refresh@64 at 0.7-1.0× the throughput of
+ * signing elsewhere, and an RSA signature (~260 µs) would stall it outright.
  */
 export class AccessTokenIssuer {
   /** The encoded protected header per kid; it never changes for a key. */
@@ -45,7 +45,7 @@ export class AccessTokenIssuer {
    *   in the same second.
    */
   async issue(session: StoredSession, now: number, notBefore = 0): Promise<IssuedAccessToken> {
-    const { keys, issuer, audience, ttlMs } = this.options;
+    const { keys, signer, issuer, audience, ttlMs } = this.options;
     const key = keys.signingKey();
     const iat = Math.max(Math.floor(now / 1000), notBefore);
     const exp = Math.min(iat + Math.floor(ttlMs / 1000), Math.floor(session.absoluteExpiresAt / 1000));
@@ -64,8 +64,8 @@ export class AccessTokenIssuer {
       permissions: session.permissions,
     };
     const input = `${this.header(key.kid, key.alg)}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}`;
-    const signature = await signWith(key.alg, key.privateKey, Buffer.from(input));
-    return { token: `${input}.${signature.toString("base64url")}`, jti, expiresAt: exp * 1000, issuedAt: iat * 1000 };
+    const signature = await signer.sign(key.kid, key.alg, key.privateKey, input);
+    return { token: `${input}.${signature}`, jti, expiresAt: exp * 1000, issuedAt: iat * 1000 };
   }
 
   private header(kid: string, alg: SigningAlgorithm): string {
@@ -76,13 +76,4 @@ export class AccessTokenIssuer {
     }
     return header;
   }
-}
-
-function signWith(alg: SigningAlgorithm, key: KeyObject, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const done = (error: Error | null, signature: Buffer) => (error ? reject(error) : resolve(signature));
-    if (alg === "EdDSA") return sign(null, data, key, done);
-    // JWS wants r||s (IEEE P1363) for ES256, not DER.
-    sign("sha256", data, alg === "ES256" ? { key, dsaEncoding: "ieee-p1363" } : key, done);
-  });
 }

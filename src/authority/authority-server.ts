@@ -25,6 +25,7 @@ import type { AuthorityMetrics } from "../metrics/authority-metrics.js";
 import { instrumentHandlers } from "../metrics/instrument-handlers.js";
 import { serveMetrics } from "../metrics/serve-metrics.js";
 import { AccessTokenIssuer } from "./access-token-issuer.js";
+import { SigningWorker } from "./signing-worker.js";
 import { createBrowserEndpoints } from "./browser-endpoints.js";
 import { CorsPolicy } from "./cors-policy.js";
 import { createAuthorityTelemetry } from "./authority-telemetry.js";
@@ -126,11 +127,12 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   // bus is the whole truth; with NATS every replica hears the relay's events.
   const localEnds = (options.sessionEnds ?? config.natsUrl) ? undefined : new LocalSessionEndFeed();
   const sessionEnds = options.sessionEnds ?? localEnds ?? new NatsSessionEndFeed({ servers: config.natsUrl.split(","), logger });
+  const signer = new SigningWorker(logger);
   const sessions = new SessionService({
     store, keys, clock, logger, events, observer: telemetry.observer, loginWatch: telemetry.loginWatch,
     onSessionsEnded: localEnds && ((notice) => localEnds.publish(notice)),
     revocationsPublished: relay ? () => relay.settled() : undefined,
-    issuer: new AccessTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
+    issuer: new AccessTokenIssuer({ keys, signer, issuer: config.issuer, audience: config.audience, ttlMs: config.accessTokenTtlMs }),
     policy: config,
   });
   const watch = createSessionWatch({
@@ -229,6 +231,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       if (!options.sessionEnds) await sessionEnds.close();
       await Promise.all([relay?.stop(), snapshots?.stop()]);
       await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
+      await signer.close();
     },
   };
 }
