@@ -1,13 +1,12 @@
 // npm run bench:authority — throughput and latency of the authority on a real
 // Redis, load from separate processes, plus the transport comparison and Redis
 // memory per session. Prints a Markdown table; BENCHMARKS.md keeps the results.
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { hashApiKey } from "../src/authority/caller-auth.js";
 import {
   CreateSessionRequestSchema, SessionAuthorityService, ValidateTokenRequestSchema, type CreateSessionResponse,
@@ -15,6 +14,7 @@ import {
 import { startRedis } from "../test/support/redis-server.js";
 import { GrpcJsClient, withAuthorization } from "./grpc-client.js";
 import { memoryPerSession, UA } from "./redis-memory.js";
+import { grpcRequestFile, h2load, requireH2load } from "./h2load.js";
 import { firstJsonLine, runLoadGenerator, type LoadResult } from "./run-load-generator.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -25,9 +25,9 @@ const SESSIONS_FOR_MEMORY = Number(process.env.BENCH_MEMORY_SESSIONS ?? 100_000)
 const PHASES = new Set((process.env.BENCH_PHASES ?? "load,transport,memory").split(","));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const run = promisify(execFile);
 
 async function main() {
+  if (PHASES.has("transport")) requireH2load();
   const redis = await startRedis();
   const apiKey = `bench_${randomBytes(16).toString("base64url")}`;
   // BENCH_SERVER_NODE_ARGS="--cpu-prof" profiles the authority under load.
@@ -67,12 +67,7 @@ async function main() {
 
     // Transport comparison: identical ValidateToken calls from h2load, 4 connections × 32 streams.
     const token = await sampleToken(target, apiKey);
-    const grpcBody = join(tmpdir(), `bench-validate-${process.pid}.bin`);
-    const message = toBinary(ValidateTokenRequestSchema, create(ValidateTokenRequestSchema, { accessToken: token }));
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    Buffer.from(message).copy(frame, 5);
-    writeFileSync(grpcBody, frame);
+    const grpcBody = grpcRequestFile(ValidateTokenRequestSchema, { accessToken: token });
     const jsonBody = join(tmpdir(), `bench-validate-${process.pid}.json`);
     writeFileSync(jsonBody, JSON.stringify({ accessToken: token }));
     const path = `/${SessionAuthorityService.typeName}/ValidateToken`;
@@ -88,7 +83,7 @@ async function main() {
     let baseline = 0;
     for (const [name, args] of PHASES.has("transport") ? transports : []) {
       const rates: number[] = [];
-      for (let i = 0; i < RUNS; i++) rates.push(await h2load([...args, "-D", String(SECONDS), "--warm-up-time", "1"]));
+      for (let i = 0; i < RUNS; i++) rates.push((await h2load([...args, "-D", String(SECONDS), "--warm-up-time", "1"])).rate);
       const rate = median(rates);
       baseline ||= rate;
       transportRows.push(`| ${name} | ${Math.round(rate)}/s | ${(rate / baseline).toFixed(2)}× | ${rates.map(Math.round).join(", ")} |`);
@@ -109,15 +104,6 @@ async function main() {
     server.kill("SIGTERM");
     await redis.stop();
   }
-}
-
-async function h2load(args: string[]): Promise<number> {
-  const { stdout } = await run("h2load", args, { maxBuffer: 1 << 20 });
-  const done = /finished in [\d.]+s, ([\d.]+) req\/s/.exec(stdout);
-  const failed = /requests: .* (\d+) failed/.exec(stdout);
-  if (!done) throw new Error(`h2load printed no rate:\n${stdout}`);
-  if (failed && Number(failed[1]) > 0) throw new Error(`h2load saw failures:\n${stdout}`);
-  return Number(done[1]);
 }
 
 async function sampleToken(target: string, apiKey: string): Promise<string> {

@@ -8,11 +8,9 @@
 //   6. sidecar cold start with 100k live revocations: time to ready, RSS
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
@@ -33,6 +31,7 @@ import { createVerifier, type FeedSink, type RevocationFeed } from "../src/verif
 import { startNats } from "../test/support/nats-server.js";
 import { startRedis } from "../test/support/redis-server.js";
 import { FramedGrpcClient } from "./framed-grpc-client.js";
+import { grpcRequestFile, h2load, requireH2load } from "./h2load.js";
 import { runLoadGenerator } from "./run-load-generator.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -53,6 +52,7 @@ const report = (...cells: (string | number)[]) => {
 };
 
 async function main() {
+  if (PHASES.has("sidecar")) requireH2load();
   const [redis, nats] = await Promise.all([startRedis(), startNats()]);
   const apiKey = `bench_${randomBytes(16).toString("base64url")}`;
   const env = {
@@ -172,20 +172,14 @@ async function main() {
     const sidecarGrpc = Number(/gRPC\s+127\.0\.0\.1:(\d+)/.exec(sidecarOut)![1]);
     const sidecarHttp = Number(/HTTP\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(sidecarOut)![1]);
     await until(async () => (await fetch(`http://127.0.0.1:${sidecarHttp}/readyz`)).ok);
-    const body = join(tmpdir(), `bench-verify-${process.pid}.bin`);
-    const message = toBinary(ValidateTokenRequestSchema, create(ValidateTokenRequestSchema, { accessToken: tokens[0]! }));
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    Buffer.from(message).copy(frame, 5);
-    writeFileSync(body, frame);
+    const body = grpcRequestFile(ValidateTokenRequestSchema, { accessToken: tokens[0]! });
     const h2 = async (port: number) => {
       const rates: number[] = [];
       const means: number[] = [];
       for (let r = 0; r < RUNS; r++) {
-        const { stdout } = await run("h2load", ["-c", "4", "-m", "32", "-D", String(SECONDS), "--warm-up-time", "1", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${port}${path("ValidateToken")}`]);
-        rates.push(Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(stdout)![1]));
-        const m = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(stdout)!;
-        means.push(parseTime(m[1]!));
+        const { rate, meanMs } = await h2load(["-c", "4", "-m", "32", "-D", String(SECONDS), "--warm-up-time", "1", "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${port}${path("ValidateToken")}`]);
+        rates.push(rate);
+        means.push(meanMs);
       }
       return { rate: median(rates), mean: median(means) };
     };
@@ -337,11 +331,6 @@ async function main() {
 /** A feed that has nothing to say and is always connected: isolates verification cost. */
 function quietFeed(): RevocationFeed {
   return { start: async (_sink: FeedSink) => {}, health: () => ({ connected: true, since: 0 }), close: async () => {} };
-}
-
-function parseTime(text: string): number {
-  const m = /([\d.]+)(us|ms|s)/.exec(text)!;
-  return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "s" ? 1000 : 1);
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs = 10_000, pollMs = 20): Promise<void> {
