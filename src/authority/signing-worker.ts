@@ -47,9 +47,9 @@ interface Thread {
  *
  * Why not node:crypto's callback form (libuv's pool): every signature there wakes a
  * pool thread, and on two cores four pool threads waking at every refresh preempt
- * the event loop that limits the authority (Refresh@64 p99 0.67-0.87× and
- * throughput 0.94-1.17× of the pool's, five interleaved pairs); a pool thread
- * stuck in a slow DNS lookup would also hold signatures up. Here one message per
+ * the event loop that limits the authority (Refresh@64: 1.10-1.45× the pool's
+ * throughput and 0.79-0.92× its p99, five interleaved pairs, BENCHMARKS.md); a
+ * pool thread stuck in a slow DNS lookup would also hold signatures up. Here one message per
  * event-loop turn carries all of that turn's signing inputs.
  *
  * A thread that dies fails what it owed and is replaced at the next signature.
