@@ -1,6 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import type { SigningAlgorithm } from "../config/config.js";
+import { AuthorityError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 
 // The thread's whole program, handed to the Worker as CommonJS source (and without
@@ -66,7 +67,7 @@ export class SigningWorker {
 
   /** Resolves to the base64url signature of `input`, a JWS signing input (ASCII). */
   sign(kid: string, alg: SigningAlgorithm, key: KeyObject, input: string): Promise<string> {
-    if (this.closed) return Promise.reject(new Error("signing thread is closed"));
+    if (this.closed) return Promise.reject(closedError());
     this.privateKeys.set(kid, key);
     if (this.jobs.length === 0) setImmediate(() => this.flush());
     this.jobs.push([kid, alg, input]);
@@ -76,7 +77,7 @@ export class SigningWorker {
   /** Stops the thread; signatures still owed are refused. */
   async close(): Promise<void> {
     this.closed = true;
-    const error = new Error("signing thread is closed");
+    const error = closedError();
     const thread = this.thread;
     this.thread = undefined;
     this.fail(this.owed.splice(0), error);
@@ -108,17 +109,19 @@ export class SigningWorker {
       owed.forEach((o, i) => {
         const answer = answers[i]!;
         if (typeof answer === "string") o.resolve(answer);
-        else o.reject(new Error(`signing failed: ${answer.error}`));
+        else o.reject(new AuthorityError("internal", "the access token could not be signed", new Error(answer.error)));
       });
     });
     const lost = (error: Error) => {
       if (this.thread !== thread) return; // closed, or already replaced
       this.thread = undefined;
       this.logger.error({ err: error, owed: thread.owed.reduce((n, batch) => n + batch.length, 0) }, "signing thread lost; the next signature starts another");
-      for (const owed of thread.owed.splice(0)) this.fail(owed, error);
+      // Nothing was stored for these calls yet (a rotation signs before its compare-and-set): a retry is safe.
+      const refused = new AuthorityError("unavailable", "signing was interrupted; retry", error);
+      for (const owed of thread.owed.splice(0)) this.fail(owed, refused);
     };
     thread.worker.on("error", lost);
-    thread.worker.on("exit", (code) => lost(new Error(`signing thread exited with code ${code}`)));
+    thread.worker.on("exit", (code) => lost(new Error(`exited with code ${code}`)));
     // Only owed signatures keep the process alive, not an idle thread. After the
     // listeners: adding a message listener refs the thread again.
     thread.worker.unref();
@@ -129,3 +132,5 @@ export class SigningWorker {
     for (const o of owed) o.reject(error);
   }
 }
+
+const closedError = () => new AuthorityError("unavailable", "the authority is shutting down");
