@@ -46,6 +46,8 @@ export interface AuthorityOptions {
   sessionEnds?: SessionEndFeed;
   /** Heartbeat timers of WatchSession (tests). */
   watchTimers?: WatchTimers;
+  /** Where access tokens are signed; a thread of its own, closed at stop(), if absent. */
+  signer?: SigningWorker;
   /** Where the metrics go (served at GET /metrics); a registry of its own if absent. */
   registry?: Registry;
   /**
@@ -127,7 +129,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
   // bus is the whole truth; with NATS every replica hears the relay's events.
   const localEnds = (options.sessionEnds ?? config.natsUrl) ? undefined : new LocalSessionEndFeed();
   const sessionEnds = options.sessionEnds ?? localEnds ?? new NatsSessionEndFeed({ servers: config.natsUrl.split(","), logger });
-  const signer = new SigningWorker(logger);
+  const signer = options.signer ?? new SigningWorker(logger);
   const sessions = new SessionService({
     store, keys, clock, logger, events, observer: telemetry.observer, loginWatch: telemetry.loginWatch,
     onSessionsEnded: localEnds && ((notice) => localEnds.publish(notice)),
@@ -231,7 +233,7 @@ export async function startAuthority(options: AuthorityOptions): Promise<Running
       if (!options.sessionEnds) await sessionEnds.close();
       await Promise.all([relay?.stop(), snapshots?.stop()]);
       await Promise.all([grpcServer.close(), closeHttp(httpServer)]);
-      await signer.close();
+      if (!options.signer) await signer.close();
     },
   };
 }

@@ -53,6 +53,8 @@ export interface StartOptions {
   logger?: Logger;
   /** More routes on the HTTP port (e.g. the demo's). */
   httpRoutes?: AuthorityOptions['httpRoutes'];
+  /** Where tokens are signed (default: the authority's own thread). */
+  signer?: AuthorityOptions['signer'];
 }
 
 export const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -87,7 +89,7 @@ export async function startTestAuthority(options: StartOptions = {}): Promise<Te
   const config = loadConfig(env);
   const logger = options.logger ?? silentLogger;
   const store = await createStore(config, logger);
-  const authority = await startAuthority({ config, store, logger, clock: options.clock, httpRoutes: options.httpRoutes });
+  const authority = await startAuthority({ config, store, logger, clock: options.clock, httpRoutes: options.httpRoutes, signer: options.signer });
   const grpcAddress = `127.0.0.1:${authority.grpcPort}`;
   const httpUrl = `http://127.0.0.1:${authority.httpPort}`;
   const h2 = new Http2SessionManager(`http://${grpcAddress}`);
