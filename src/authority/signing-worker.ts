@@ -46,12 +46,13 @@ interface Thread {
 /**
  * Makes JWS signatures on a thread of its own, a turn's worth at a time.
  *
- * Why not node:crypto's callback form (libuv's pool): every signature there wakes a
- * pool thread, and on two cores four pool threads waking at every refresh preempt
- * the event loop that limits the authority (Refresh@64: 1.10-1.45× the pool's
- * throughput and 0.79-0.92× its p99, five interleaved pairs, BENCHMARKS.md); a
- * pool thread stuck in a slow DNS lookup would also hold signatures up. Here one message per
- * event-loop turn carries all of that turn's signing inputs.
+ * Why not node:crypto's callback form (libuv's pool): every signature there wakes
+ * a pool thread, and on two cores four pool threads waking at every refresh
+ * preempt the event loop that limits the authority (Refresh@64: 1.10-1.45× the
+ * pool's throughput and 0.79-0.92× its p99, five interleaved pairs,
+ * BENCHMARKS.md); a pool thread stuck in a slow DNS lookup would also hold
+ * signatures up. Here one message per event-loop turn carries all of that turn's
+ * signing inputs.
  *
  * A thread that dies fails what it owed and is replaced at the next signature.
  */
