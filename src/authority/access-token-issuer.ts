@@ -30,8 +30,9 @@ export interface AccessTokenIssuerOptions {
  * node:crypto, and signing is the largest single cost of a refresh. jose still
  * checks every format we emit (the signing tests verify our tokens with
  * jose.jwtVerify). Signatures are made off the event loop, which limits the
- * authority: signing on it measured Refresh@64 at 0.7-1.0× the throughput of
- * signing elsewhere, and an RSA signature (~260 µs) would stall it outright.
+ * authority: signing on it measured Refresh@64 at 0.47-1.02× the throughput of
+ * signing on another thread (four interleaved pairs), and an RSA signature
+ * (~260 µs) would stall it outright.
  */
 export class AccessTokenIssuer {
   /** The encoded protected header per kid; it never changes for a key. */

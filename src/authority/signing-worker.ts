@@ -17,6 +17,7 @@ parentPort.on("message", (m) => {
     try {
       const key = keys.get(kid);
       const data = Buffer.from(input, "latin1");
+      // JWS wants r||s (IEEE P1363) for ES256, not DER.
       const signature = alg === "EdDSA" ? sign(null, data, key)
         : sign("sha256", data, alg === "ES256" ? { key, dsaEncoding: "ieee-p1363" } : key);
       return signature.toString("base64url");
